@@ -1,0 +1,280 @@
+"""The `cvlab` command: `cvlab <command> [action] [hydra overrides...]`.
+
+This is the only module (with the config schemas) that knows about Hydra. It composes and
+validates the command's config before any work, hands Hydra the run (or multirun), and
+calls the command's `main(cfg, run_dir)` with a validated dataclass and the run folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import shutil
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cvlab.errors import NotAvailableYet, UserError
+
+log = logging.getLogger("cvlab")
+
+
+@dataclass(frozen=True)
+class Command:
+    summary: str
+    actions: tuple[str, ...] = ()
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command("train a model, an experiment or a sweep (-m / sweep=...) from configs"),
+    "gradcheck": Command("check analytic gradients against numeric ones (layer=<name>|all)"),
+    "plot": Command("draw figures, a table and report.md from a run or sweep folder"),
+    "data": Command("show what datasets are found (info) or download one (fetch)", ("info", "fetch")),
+    "bench": Command("benchmark layers (layers) or training speed (train)", ("layers", "train")),
+}
+
+# Hydra flags that print information instead of running, and flags that take a value.
+INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--version",
+              "--shell-completion", "-sc"}
+VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+               "--config-dir", "-cd", "--info", "-i", "--experimental-rerun",
+               "--shell-completion", "-sc"}
+
+_state: dict[str, Any] = {}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: cvlab <command> [action] [key=value ...] [-m]", "", "commands:"]
+    for name, command in COMMANDS.items():
+        actions = f" [{'|'.join(command.actions)}]" if command.actions else ""
+        lines.append(f"  {name:<{width}}  {command.summary}{actions}")
+    lines += ["", "`cvlab <command> --help` shows the command's config groups and options."]
+    return "\n".join(lines)
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(message if message.startswith("cvlab") else f"cvlab: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        return fail(f"unknown command {name!r}; valid commands: {', '.join(COMMANDS)} "
+                    "(see cvlab --help)")
+    command = COMMANDS[name]
+    if rest and "=" not in rest[0] and not rest[0].startswith("-"):
+        word = rest.pop(0)
+        if word not in command.actions:
+            allowed = ", ".join(command.actions) if command.actions else "none"
+            return fail(f"cvlab {name}: unknown action {word!r}; valid actions: {allowed}")
+        rest.insert(0, f"action={word}")
+    if not INFO_FLAGS.intersection(rest):
+        try:
+            precheck(name, overrides_of(rest))
+        except UserError as err:
+            return fail(f"cvlab {name}: {err}")
+    return run_hydra(name, rest)
+
+
+def overrides_of(args: list[str]) -> list[str]:
+    """The key=value overrides among the arguments (flags and their values left out)."""
+    overrides, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg.startswith("-"):
+            skip = arg in VALUE_FLAGS
+        else:
+            overrides.append(arg)
+    return overrides
+
+
+def first_of_sweeps(overrides: list[str]) -> list[str]:
+    """Replace each sweep override (a=1,2 / range / choice) by its first value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    result = []
+    for text, override in zip(overrides, parsed):
+        if override.is_sweep_override():
+            first = next(iter(override.sweep_string_iterator()))
+            result.append(text.split("=", 1)[0] + "=" + first)
+        else:
+            result.append(text)
+    return result
+
+
+def one_line(err: BaseException) -> str:
+    """Hydra's multi-line error messages folded into one line."""
+    text = str(err)
+    cause = err.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += "\n" + str(cause)
+    parts: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("full_key:", "object_type", "reference_type")):
+            continue
+        if raw.startswith("\t") and parts:
+            parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line
+        else:
+            parts.append(line)
+    return "; ".join(parts)
+
+
+def precheck(name: str, overrides: list[str]) -> None:
+    """Compose and validate the config before Hydra runs anything (first value of sweeps)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from cvlab.config.commands import validate
+    from cvlab.paths import config_dir
+
+    try:
+        overrides = first_of_sweeps(overrides)
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = compose(config_name=name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException, ValueError) as err:
+        raise UserError(f"invalid config or override: {one_line(err)} "
+                        f"(see cvlab {name} --help)") from None
+    finally:
+        GlobalHydra.instance().clear()
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    try:
+        validate(name, plain)
+    except OmegaConfBaseException as err:
+        raise UserError(f"invalid config: {one_line(err)}") from None
+
+
+def run_hydra(name: str, args: list[str]) -> int:
+    import hydra
+
+    from cvlab.paths import config_dir
+
+    _state.clear()
+
+    @hydra.main(config_path=str(config_dir()), config_name=name, version_base="1.3")
+    def task(cfg: Any) -> int:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+        run_dir = Path(hydra_cfg.runtime.output_dir)
+        multirun = hydra_cfg.mode == RunMode.MULTIRUN
+        overrides = list(hydra_cfg.overrides.task)
+        code = execute(name, cfg, run_dir, overrides, multirun)
+        _state["code"] = code
+        return code
+
+    saved = sys.argv
+    sys.argv = [f"cvlab {name}", *args]
+    try:
+        task()
+    except SystemExit as exit_:
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else fail(exit_.code, 1)
+    finally:
+        sys.argv = saved
+    if "sweep_failed" in _state:
+        return 1 if _state["sweep_failed"] else 0
+    return int(_state.get("code", 0))
+
+
+def execute(name: str, cfg: Any, run_dir: Path, overrides: list[str], multirun: bool) -> int:
+    """Validate, run the command's main(cfg, run_dir) and record how it ended."""
+    from omegaconf import OmegaConf
+
+    from cvlab.config.commands import validate
+    from cvlab.runs import atomic_write_text, read_summary, write_summary
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    try:
+        typed = validate(name, OmegaConf.to_container(cfg, resolve=True))
+        module = importlib.import_module(f"cvlab.commands.{name}")
+        code = module.main(typed, run_dir)
+    except NotAvailableYet as err:
+        _discard_empty_run(run_dir)
+        return fail(f"cvlab {name}: {err}")
+    except UserError as err:
+        write_summary(run_dir, status="failed", error=str(err), overrides=overrides)
+        return fail(f"cvlab {name}: {err}")
+    except KeyboardInterrupt:
+        write_summary(run_dir, status="interrupted", overrides=overrides)
+        return fail(f"cvlab {name}: interrupted; results so far are in {run_dir}", 130)
+    except Exception as err:  # a bug, not a user mistake: keep the traceback in the run's log
+        log.debug("".join(traceback.format_exception(err)))
+        with (run_dir / "error.log").open("a") as f:
+            f.write("".join(traceback.format_exception(err)))
+        write_summary(run_dir, status="failed", error=f"{type(err).__name__}: {err}",
+                      overrides=overrides)
+        return fail(f"cvlab {name}: {type(err).__name__}: {err} "
+                    f"(traceback in {run_dir / 'error.log'})", 1)
+    if (run_dir / "summary.json").exists() and "overrides" not in read_summary(run_dir):
+        write_summary(run_dir, overrides=overrides)
+    return int(code or 0)
+
+
+def _discard_empty_run(run_dir: Path) -> None:
+    """Remove a run folder that holds nothing but Hydra's records (no results to keep)."""
+    keep = {".hydra", "config.yaml"} | {p.name for p in run_dir.glob("*.log")}
+    if all(p.name in keep for p in run_dir.iterdir()):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+class SweepSummaryCallback:
+    """Hydra callback: when a multirun ends, write the sweep's summary of all jobs."""
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        from cvlab.runs import summarize_sweep
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        rows = summarize_sweep(sweep_dir)
+        _state["sweep_failed"] = any(row["status"] == "failed" for row in rows)
+        _print_sweep_table(sweep_dir, rows)
+
+    # Hydra calls these too; nothing to do.
+    def on_run_start(self, config: Any, **kwargs: Any) -> None: ...
+    def on_run_end(self, config: Any, **kwargs: Any) -> None: ...
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None: ...
+    def on_job_start(self, config: Any, **kwargs: Any) -> None: ...
+    def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None: ...
+    def on_compose_config(self, config: Any, config_name: Any, overrides: Any) -> None: ...
+
+
+def _print_sweep_table(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"sweep {sweep_dir}")
+    columns = list(dict.fromkeys(key for row in rows for key in row if key != "error"))
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    Console().print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

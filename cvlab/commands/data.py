@@ -1,0 +1,12 @@
+"""`cvlab data`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cvlab.errors import NotAvailableYet
+
+
+def main(cfg: Any, run_dir: Path) -> int:
+    raise NotAvailableYet("`cvlab data` is not available yet")

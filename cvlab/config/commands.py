@@ -1,0 +1,67 @@
+"""Schemas of the commands other than train, and the validator of each command."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cvlab.config import build, check, check_choice
+from cvlab.config.train import DatasetConfig, validate_train
+
+
+@dataclass
+class GradcheckConfig:
+    layer: str = "all"
+    seed: int = 231
+    outputs_root: str = "outputs"
+
+
+@dataclass
+class PlotConfig:
+    run: str = "latest"  # a run or sweep folder, or `latest`
+    outputs_root: str = "outputs"
+    show_table: bool = True
+
+
+@dataclass
+class DataConfig:
+    action: str = "info"
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    outputs_root: str = "outputs"
+
+    def __post_init__(self) -> None:
+        check_choice("action", self.action, ("info", "fetch"))
+
+
+@dataclass
+class BenchConfig:
+    action: str = "layers"
+    repeats: int = 5
+    warmup: int = 1
+    threads: int | None = None
+    quick: bool = False  # smaller shapes, for tests
+    outputs_root: str = "outputs"
+
+    def __post_init__(self) -> None:
+        check_choice("action", self.action, ("layers", "train"))
+        check(self.repeats > 0, "repeats", self.repeats, "an integer > 0")
+        check(self.warmup >= 0, "warmup", self.warmup, "an integer >= 0")
+
+
+def _schema(cls: type) -> Callable[[Any], Any]:
+    return lambda cfg: build(cls, cfg)
+
+
+VALIDATORS: dict[str, Callable[[Any], Any]] = {
+    "train": validate_train,
+    "gradcheck": _schema(GradcheckConfig),
+    "plot": _schema(PlotConfig),
+    "data": _schema(DataConfig),
+    "bench": _schema(BenchConfig),
+}
+
+
+def validate(command: str, cfg: Any) -> Any:
+    """Check the composed config of `command`; return its typed config object."""
+    return VALIDATORS[command](cfg)

@@ -1,0 +1,155 @@
+"""Schema of `cvlab train`: trainer fields at the top, sections model/dataset/optimizer/device.
+
+The `model` section is chosen by its `type` from MODELS; model schemas live beside this file
+(numpy_models.py, torch_models.py, caption_models.py) and register themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from cvlab.config import Registry, build, check, check_choice, check_positive
+
+MODELS = Registry("model", "type")
+
+DTYPES = ("float32", "float64")
+DATASETS = ("auto", "cifar10", "synthetic", "coco", "shapes_captions")
+OPTIMIZERS = ("sgd", "sgd_momentum", "rmsprop", "adam", "adamw")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class DatasetConfig:
+    """Which data to train on and how to split and preprocess it."""
+
+    name: str = "auto"
+    root: str | None = None  # default: $CVLAB_DATA/<name>, else ~/.cache/cvlab/<name>
+    download: bool = False
+    num_train: int = 49000
+    num_val: int = 1000
+    num_test: int = 1000
+    subtract_mean: bool = True
+    split_seed: int = 0  # seed of the fixed permutation that picks the validation images
+    # synthetic set
+    synthetic_train: int = 50000
+    synthetic_test: int = 10000
+    synthetic_seed: int = 0
+    # captioning sets (coco, shapes_captions)
+    max_train: int | None = None
+    pca_features: bool = True
+
+    def __post_init__(self) -> None:
+        check_choice("name", self.name, DATASETS)
+        check(self.num_train > 0, "num_train", self.num_train, "an integer > 0")
+        check(self.num_val >= 0, "num_val", self.num_val, "an integer >= 0")
+        check(self.num_test >= 0, "num_test", self.num_test, "an integer >= 0")
+        check(self.synthetic_train > 0, "synthetic_train", self.synthetic_train, "an integer > 0")
+        check(self.synthetic_test >= 0, "synthetic_test", self.synthetic_test, "an integer >= 0")
+        check_positive("max_train", self.max_train, allow_none=True)
+
+
+@dataclass
+class OptimizerConfig:
+    """Update rule and its hyperparameters (numpy rules and torch.optim share the names)."""
+
+    name: str = "adam"
+    learning_rate: float = 1e-3
+    lr_decay: float = 1.0  # multiplied into the learning rate at each epoch end
+    momentum: float = 0.9
+    nesterov: bool = False
+    decay_rate: float = 0.99
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+    weight_decay: float = 0.0
+    schedule: str = "none"
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        check_choice("name", self.name, OPTIMIZERS)
+        check_positive("learning_rate", self.learning_rate)
+        check(0 < self.lr_decay <= 1, "lr_decay", self.lr_decay, "a number in (0, 1]")
+        check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
+        check(0 <= self.beta1 < 1, "beta1", self.beta1, "a number in [0, 1)")
+        check(0 <= self.beta2 < 1, "beta2", self.beta2, "a number in [0, 1)")
+        check(0 <= self.decay_rate < 1, "decay_rate", self.decay_rate, "a number in [0, 1)")
+        check_positive("epsilon", self.epsilon)
+        check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
+        check(
+            0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing,
+            "a number in [0, 1)",
+        )
+        check_positive("grad_clip", self.grad_clip, allow_none=True)
+
+
+@dataclass
+class DeviceConfig:
+    """Where torch models run; numpy models use `threads` only."""
+
+    name: str = "auto"
+    threads: int | None = None  # BLAS / torch threads; None = library default
+    amp: str = "none"  # none | bf16 | fp16 (CUDA only)
+    channels_last: bool = False
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        check_choice("name", self.name, DEVICES)
+        check_choice("amp", self.amp, ("none", "bf16", "fp16"))
+        check_positive("threads", self.threads, allow_none=True)
+
+
+@dataclass
+class TrainConfig:
+    """Everything one `cvlab train` run needs (validated, plain Python values)."""
+
+    model: Any = None
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    experiment: str | None = None  # name of the experiment overlay, for records and plots
+    seed: int = 0
+    epochs: int = 10
+    batch_size: int = 100
+    print_every: int = 10
+    num_train_samples: int | None = 1000
+    num_val_samples: int | None = None
+    evaluate_test: bool = False
+    baseline: bool = False  # drop the model's normalization (the sweeps' baseline runs)
+    resume: str | None = None  # a run folder to continue
+    checkpoint: bool = True
+    progress: bool = True
+    outputs_root: str = "outputs"
+
+    def __post_init__(self) -> None:
+        check(self.epochs > 0, "epochs", self.epochs, "an integer > 0")
+        check(self.batch_size > 0, "batch_size", self.batch_size, "an integer > 0")
+        check(self.print_every > 0, "print_every", self.print_every, "an integer > 0")
+        check_positive("num_train_samples", self.num_train_samples, allow_none=True)
+        check_positive("num_val_samples", self.num_val_samples, allow_none=True)
+
+
+def _register_model_schemas() -> None:
+    import importlib
+
+    for module in ("numpy_models", "torch_models", "caption_models"):
+        try:
+            importlib.import_module(f"cvlab.config.{module}")
+        except ModuleNotFoundError as err:
+            if err.name != f"cvlab.config.{module}":
+                raise
+
+
+def validate_train(cfg: Any) -> TrainConfig:
+    """Check a composed train config; return a TrainConfig with a typed `model`."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    cfg = dict(cfg)
+    _register_model_schemas()
+    model = MODELS.build(cfg.pop("model", None))
+    train = build(TrainConfig, cfg)
+    return dataclasses.replace(train, model=model)

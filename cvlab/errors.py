@@ -1,0 +1,12 @@
+"""Errors that are the user's to fix: the CLI prints them as one line and exits 2."""
+
+
+class UserError(Exception):
+    """A mistake the user can fix (bad value, missing dataset, wrong checkpoint).
+
+    The message is one line: what was wrong, what is allowed, how to fix it.
+    """
+
+
+class NotAvailableYet(UserError):
+    """A command or action whose implementation has not landed yet."""
