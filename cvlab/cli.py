@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import shutil
 import sys
 import traceback
@@ -31,7 +32,8 @@ COMMANDS: dict[str, Command] = {
     "train": Command("train a model, an experiment or a sweep (-m / sweep=...) from configs"),
     "gradcheck": Command("check analytic gradients against numeric ones (layer=<name>|all)"),
     "plot": Command("draw figures, a table and report.md from a run or sweep folder"),
-    "data": Command("show what datasets are found (info) or download one (fetch)", ("info", "fetch")),
+    "data": Command("show what datasets are found (info) or download one (fetch)",
+                    ("info", "fetch")),
     "bench": Command("benchmark layers (layers) or training speed (train)", ("layers", "train")),
 }
 
@@ -77,24 +79,68 @@ def main(argv: list[str] | None = None) -> int:
             return fail(f"cvlab {name}: unknown action {word!r}; valid actions: {allowed}")
         rest.insert(0, f"action={word}")
     if not INFO_FLAGS.intersection(rest):
+        positions = override_positions(rest)
         try:
-            precheck(name, overrides_of(rest))
+            forced = force_schema_keys(name, [rest[i] for i in positions])
+            precheck(name, forced)
         except UserError as err:
             return fail(f"cvlab {name}: {err}")
+        for i, override in zip(positions, forced):
+            rest[i] = override
     return run_hydra(name, rest)
 
 
-def overrides_of(args: list[str]) -> list[str]:
-    """The key=value overrides among the arguments (flags and their values left out)."""
-    overrides, skip = [], False
-    for arg in args:
+def override_positions(args: list[str]) -> list[int]:
+    """Indices of the key=value overrides among the arguments (flags and their values left out)."""
+    positions, skip = [], False
+    for i, arg in enumerate(args):
         if skip:
             skip = False
         elif arg.startswith("-"):
             skip = arg in VALUE_FLAGS
         else:
-            overrides.append(arg)
-    return overrides
+            positions.append(i)
+    return positions
+
+
+def force_schema_keys(name: str, overrides: list[str]) -> list[str]:
+    """Let `key=value` set any schema field, also one that the YAML files leave at its default.
+
+    Hydra refuses keys absent from the composed YAML; every schema field is a valid key, so
+    such overrides become `++key=value`. Anything else stays as typed (and a typo is reported
+    with the valid keys).
+    """
+    from cvlab.config.commands import schema_keys
+    from cvlab.paths import config_dir
+
+    groups = {p.name for p in config_dir().iterdir() if p.is_dir()}
+    keys = schema_keys(name) - groups
+    result = []
+    for override in overrides:
+        key = override.split("=", 1)[0]
+        if "=" in override and key in keys and not key.startswith(("+", "~")):
+            override = "++" + override
+        result.append(override)
+    return result
+
+
+def unknown_key_message(name: str, key: str) -> str | None:
+    """`unknown key model.weight_scal; did you mean model.weight_scale? valid keys: ...`."""
+    import difflib
+
+    from cvlab.config.commands import schema_keys
+
+    keys = schema_keys(name)
+    parent = key.rsplit(".", 1)[0] + "." if "." in key else ""
+    siblings = sorted(
+        k[len(parent):] for k in keys if k.startswith(parent) and "." not in k[len(parent):]
+    )
+    if not siblings:
+        return None
+    guess = difflib.get_close_matches(key[len(parent):], siblings, n=1)
+    hint = f"; did you mean {parent}{guess[0]}?" if guess else ""
+    where = f" in {parent[:-1]}" if parent else ""
+    return f"unknown key {key!r}{hint} valid keys{where}: {', '.join(siblings)}"
 
 
 def first_of_sweeps(overrides: list[str]) -> list[str]:
@@ -121,6 +167,8 @@ def one_line(err: BaseException) -> str:
     parts: list[str] = []
     for raw in text.splitlines():
         line = raw.strip()
+        if line.startswith("Config search path"):
+            break
         if not line or line.startswith(("full_key:", "object_type", "reference_type")):
             continue
         if raw.startswith("\t") and parts:
@@ -147,6 +195,10 @@ def precheck(name: str, overrides: list[str]) -> None:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             cfg = compose(config_name=name, overrides=overrides)
     except (HydraException, OmegaConfBaseException, ValueError) as err:
+        match = re.search(r"Could not override '([^']+)'", str(err))
+        message = unknown_key_message(name, match.group(1)) if match else None
+        if message:
+            raise UserError(message) from None
         raise UserError(f"invalid config or override: {one_line(err)} "
                         f"(see cvlab {name} --help)") from None
     finally:

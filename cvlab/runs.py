@@ -3,7 +3,8 @@
 Every run writes into one folder (passed down as a Path):
     config.yaml     the resolved config
     metrics.csv     one flushed row per event (iteration, check, epoch end)
-    summary.json    status (running/completed/failed/diverged/interrupted), dataset, wall time, metrics
+    summary.json    status (running/completed/failed/diverged/interrupted), dataset,
+                    wall time, final metrics
     <command>.log   the log
 A sweep folder holds one such folder per job (0/, 1/, ...) and, when it ends,
 sweep_summary.csv and sweep_summary.json.

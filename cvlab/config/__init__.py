@@ -9,6 +9,7 @@ bad value and what is allowed. Sections whose fields depend on a choice (`model`
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -58,6 +59,9 @@ def build(schema: type[T], node: Any, prefix: str = "") -> T:
         node = {}
     if isinstance(node, DictConfig):
         node = OmegaConf.to_container(node, resolve=True)
+    for name, sub in _dataclass_fields(schema).items():
+        if isinstance(node, Mapping) and isinstance(node.get(name), Mapping):
+            build(sub, node[name], f"{prefix}.{name}" if prefix else name)  # nested key names
     base = OmegaConf.structured(schema)
     try:
         merged = OmegaConf.merge(base, node)
@@ -69,7 +73,9 @@ def build(schema: type[T], node: Any, prefix: str = "") -> T:
     return obj  # type: ignore[return-value]
 
 
-def _from_omegaconf(err: OmegaConfBaseException, schema: type, node: Any, prefix: str) -> ConfigError:
+def _from_omegaconf(
+    err: OmegaConfBaseException, schema: type, node: Any, prefix: str
+) -> ConfigError:
     key = getattr(err, "full_key", None) or getattr(err, "key", None) or "?"
     key = str(key)
     full = f"{prefix}.{key}" if prefix else key
@@ -83,6 +89,12 @@ def _from_omegaconf(err: OmegaConfBaseException, schema: type, node: Any, prefix
     return ConfigError(full, value, allowed)
 
 
+def _dataclass_fields(schema: type) -> dict[str, type]:
+    """The fields of `schema` whose type is itself a dataclass."""
+    hints = typing.get_type_hints(schema)
+    return {name: hint for name, hint in hints.items() if dataclasses.is_dataclass(hint)}
+
+
 def _lookup(node: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         if isinstance(node, Mapping) and part in node:
@@ -93,13 +105,12 @@ def _lookup(node: Any, dotted: str) -> Any:
 
 
 def _field_names(schema: type, dotted: str) -> list[str]:
-    parts = dotted.split(".")[:-1]
     cls: Any = schema
-    for part in parts:
-        hit = {f.name: f for f in dataclasses.fields(cls)}.get(part) if dataclasses.is_dataclass(cls) else None
-        if hit is None or not dataclasses.is_dataclass(hit.type):
+    for part in dotted.split(".")[:-1]:
+        sub = _dataclass_fields(cls).get(part) if dataclasses.is_dataclass(cls) else None
+        if sub is None:
             break
-        cls = hit.type
+        cls = sub
     return [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
 
 
@@ -108,11 +119,12 @@ def _field_type(schema: type, dotted: str) -> str:
     for part in dotted.split("."):
         if not dataclasses.is_dataclass(cls):
             return ""
-        hit = {f.name: f for f in dataclasses.fields(cls)}.get(part)
-        if hit is None:
+        hints = typing.get_type_hints(cls)
+        if part not in hints:
             return ""
-        cls = hit.type
-    return getattr(cls, "__name__", str(cls)).replace("typing.", "")
+        cls = hints[part]
+    text = getattr(cls, "__name__", None) if not typing.get_args(cls) else None
+    return text or str(cls).replace("typing.", "")
 
 
 class Registry:
@@ -128,6 +140,9 @@ class Registry:
             return cls
 
         return add
+
+    def schema(self, name: str) -> type:
+        return self._schemas[name]
 
     def names(self) -> list[str]:
         return sorted(self._schemas)

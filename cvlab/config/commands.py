@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +62,31 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "data": _schema(DataConfig),
     "bench": _schema(BenchConfig),
 }
+
+
+def _keys(schema: type, prefix: str = "") -> set[str]:
+    keys = set()
+    for name, hint in typing.get_type_hints(schema).items():
+        if name == "family":
+            continue
+        keys.add(prefix + name)
+        if dataclasses.is_dataclass(hint):
+            keys |= _keys(hint, f"{prefix}{name}.")
+    return keys
+
+
+def schema_keys(command: str) -> set[str]:
+    """Every dotted key the command's schema accepts (model keys: of any model type)."""
+    from cvlab.config.train import MODELS, TrainConfig, _register_model_schemas
+
+    if command != "train":
+        return _keys({"gradcheck": GradcheckConfig, "plot": PlotConfig, "data": DataConfig,
+                      "bench": BenchConfig}[command])
+    _register_model_schemas()
+    keys = _keys(TrainConfig)
+    for model in MODELS.names():
+        keys |= _keys(MODELS.schema(model), "model.")
+    return keys
 
 
 def validate(command: str, cfg: Any) -> Any:

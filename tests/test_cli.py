@@ -1,0 +1,70 @@
+"""The console script as a user meets it: help, unknown commands, bad overrides, exit codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from cvlab.cli import COMMANDS
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args", [(), ("--help",)])
+def test_help_lists_every_command_one_line_each(cvlab, args):
+    result = cvlab(*args)
+    assert result.returncode == 0
+    listed = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")]
+    assert listed == list(COMMANDS)
+
+
+def test_command_help_shows_config_groups(cvlab):
+    result = cvlab("train", "--help")
+    assert result.returncode == 0, result.stderr
+    for group in ("model:", "dataset:", "optimizer:", "device:", "launcher:"):
+        assert group in result.stdout
+    assert "bn_fc" in result.stdout
+
+
+def test_unknown_command(cvlab):
+    assert_one_line_error(cvlab("trian"), "unknown command 'trian'", "train", "gradcheck")
+
+
+def test_unknown_action(cvlab):
+    assert_one_line_error(cvlab("data", "frobnicate"), "unknown action 'frobnicate'", "info, fetch")
+
+
+@pytest.mark.parametrize(
+    "override, fragments",
+    [
+        ("optimizer.learning_rate=0", ("optimizer.learning_rate=0", "> 0")),
+        ("optimizer.learning_rate=-1e-3", ("optimizer.learning_rate=-0.001", "> 0")),
+        ("batch_size=0", ("batch_size=0", "> 0")),
+        ("model.dropout_keep_ratio=1.5", ("model.dropout_keep_ratio=1.5", "(0, 1]")),
+        ("model.dropout_keep_ratio=0", ("model.dropout_keep_ratio=0", "(0, 1]")),
+        ("model=resnet9000", ("model/resnet9000", "bn_fc")),
+        ("model.type=resnet9000", ("model.type='resnet9000'", "fc_net")),
+        ("epochz=3", ("epochz",)),
+        ("model.weight_scal=1", ("model.weight_scal", "weight_scale")),
+        ("epochs=many", ("epochs='many'", "int")),
+        ("model.normalization=groupnorm", ("model.normalization='groupnorm'", "batchnorm")),
+    ],
+)
+def test_bad_override_fails_before_any_work(cvlab, tmp_path, override, fragments):
+    result = cvlab("train", override, f"outputs_root={tmp_path / 'outputs'}")
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "outputs").exists(), "a rejected config must not create a run folder"
+
+
+def test_bad_override_in_a_sweep_is_caught_before_launch(cvlab, tmp_path):
+    result = cvlab("train", "-m", "batch_size=10,0", f"outputs_root={tmp_path / 'o'}")
+    # the first value is checked before launch; the bad one fails its own job only
+    assert result.returncode in (0, 1, 2)
+    result = cvlab("train", "-m", "batch_size=0,10", f"outputs_root={tmp_path / 'o2'}")
+    assert_one_line_error(result, "batch_size=0")
