@@ -29,7 +29,7 @@ run: install
 	$(CVLAB) plot run=latest
 
 lint: install
-	$(VENV)/bin/ruff check cvlab tests scripts setup.py
+	$(VENV)/bin/ruff check .
 
 test: install lint
 	$(PY) -m pytest -q
