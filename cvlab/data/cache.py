@@ -1,0 +1,210 @@
+"""A verified on-disk cache of decoded arrays (.npy files, memory-mapped when loaded).
+
+One cache folder holds one entry: `meta.json` (the key it was built for, and per array its
+shape, dtype, byte size and CRC-32) plus one `<name>.npy` per array. Files are written
+atomically (temporary name, then rename) under a lock, so parallel runs never read a
+half-written cache. Loading checks the key, every file's size, header and checksum: a stale
+or corrupt entry is reported as missing (and then rebuilt by the caller), never used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cvlab.paths import cache_home
+
+META = "meta.json"
+FORMAT = 1
+_BLOCK = 1 << 23
+
+
+def fingerprint(files: Iterable[Path], base: Path | None = None) -> str:
+    """Hash of the (relative path, size, mtime) of each file: changes when a source changes."""
+    digest = hashlib.sha1()
+    for path in sorted(files):
+        stat = path.stat()
+        name = str(path.relative_to(base)) if base is not None else str(path)
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def tree_fingerprint(top: Path) -> tuple[str, int]:
+    """Fingerprint and file count of every file under `top` (os.scandir; no file reads)."""
+    digest = hashlib.sha1()
+    count = 0
+    stack = [top]
+    entries: list[tuple[str, int, int]] = []
+    while stack:
+        folder = stack.pop()
+        with os.scandir(folder) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=True):
+                    stack.append(Path(entry.path))
+                elif not entry.name.startswith("."):
+                    stat = entry.stat()
+                    entries.append((entry.path, stat.st_size, stat.st_mtime_ns))
+    base = str(top)
+    for path, size, mtime in sorted(entries):
+        digest.update(f"{path[len(base):]}\0{size}\0{mtime}\n".encode())
+        count += 1
+    return digest.hexdigest(), count
+
+
+def is_writable_dir(folder: Path) -> bool:
+    """Whether `folder` exists (or can be created) and accepts new files."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
+            pass
+        return True
+    except OSError:
+        return False
+
+
+def cache_dir_for(root: Path, dataset: str) -> Path:
+    """Cache folder of a dataset found under `root`.
+
+    `<root>/.cvlab-cache/` when the root is writable, else a folder under cvlab's cache home
+    named after the root's absolute path.
+    """
+    beside = root / ".cvlab-cache"
+    if beside.is_dir() and os.access(beside, os.W_OK) or (
+        root.is_dir() and os.access(root, os.W_OK)
+    ):
+        return beside
+    tag = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
+    return cache_home() / dataset / tag
+
+
+def crc32_file(path: Path) -> int:
+    crc = 0
+    with path.open("rb") as f:
+        while block := f.read(_BLOCK):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    """np.save into a temporary file beside `path`, fsync, then rename over it."""
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npy.tmp")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as f:
+            json.dump(data, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Exclusive lock on `folder` (a `.lock` file) while building its cache entry."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: atomic renames still keep readers safe
+        yield
+        return
+    with open(folder / ".lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class ArrayCache:
+    """One cache entry in `folder`: arrays keyed by name, valid for one `key`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def read_meta(self) -> dict[str, Any] | None:
+        try:
+            meta = json.loads((self.folder / META).read_text())
+        except (OSError, ValueError):
+            return None
+        return meta if isinstance(meta, dict) and meta.get("format") == FORMAT else None
+
+    def state(self, key: str) -> str:
+        """'missing', 'stale' (built for another source), 'corrupt' or 'valid'."""
+        meta = self.read_meta()
+        if meta is None:
+            return "missing"
+        if meta.get("key") != key:
+            return "stale"
+        return "valid" if self._problem(meta) is None else "corrupt"
+
+    def load(self, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+        """Memory-mapped arrays and the metadata, or None when missing, stale or corrupt."""
+        meta = self.read_meta()
+        if meta is None or meta.get("key") != key or self._problem(meta) is not None:
+            return None
+        arrays = {name: np.load(self.folder / f"{name}.npy", mmap_mode="r")
+                  for name in meta["arrays"]}
+        return arrays, meta
+
+    def problem(self) -> str | None:
+        """Why the entry cannot be used (None when it can)."""
+        meta = self.read_meta()
+        return "no metadata" if meta is None else self._problem(meta)
+
+    def _problem(self, meta: dict[str, Any]) -> str | None:
+        try:
+            for name, spec in meta["arrays"].items():
+                path = self.folder / f"{name}.npy"
+                if not path.is_file():
+                    return f"{path.name} is missing"
+                if path.stat().st_size != spec["bytes"]:
+                    return f"{path.name} has the wrong size"
+                array = np.load(path, mmap_mode="r")
+                if list(array.shape) != spec["shape"] or str(array.dtype) != spec["dtype"]:
+                    return f"{path.name} has the wrong shape or dtype"
+                del array
+                if crc32_file(path) != spec["crc32"]:
+                    return f"{path.name} fails its checksum"
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            return f"unreadable ({err})"
+        return None
+
+    def save(self, key: str, arrays: dict[str, np.ndarray], **extra: Any) -> dict[str, Any]:
+        """Write every array, then the metadata last (its presence marks a complete entry)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            (self.folder / META).unlink()
+        specs = {}
+        for name, array in arrays.items():
+            path = self.folder / f"{name}.npy"
+            atomic_save_npy(path, array)
+            specs[name] = {"shape": list(array.shape), "dtype": str(array.dtype),
+                           "bytes": path.stat().st_size, "crc32": crc32_file(path)}
+        meta = {"format": FORMAT, "key": key, "arrays": specs, **extra}
+        atomic_write_json(self.folder / META, meta)
+        return meta

@@ -1,0 +1,127 @@
+"""`load_splits`: the dataset named by a DatasetConfig, as train / val / test splits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cvlab.data import synthetic
+from cvlab.data.cache import ArrayCache, locked
+from cvlab.data.splits import Splits, make_splits
+from cvlab.errors import UserError
+from cvlab.paths import cache_home
+
+Announce = Callable[[str], None]
+
+# Smaller synthetic sets are generated on every load (well under a second) instead of cached.
+SYNTHETIC_CACHE_MIN_IMAGES = 10_000
+
+
+def load_splits(cfg: Any, announce: Announce = print) -> Splits:
+    """Load the dataset of `cfg` (a DatasetConfig) and cut its splits.
+
+    cfg.name "auto": CIFAR-10 when found locally, else the synthetic set (said in one line
+    through `announce`); "cifar10": CIFAR-10 or a UserError (downloads when cfg.download);
+    "synthetic": the embedded synthetic set.
+    """
+    from cvlab.data import cifar10
+
+    name = cfg.name
+    if name == "auto":
+        root = cifar10.resolve_root(cfg.root)
+        if cifar10.find_source(root) is not None:
+            name = "cifar10"
+        else:
+            announce(
+                f"dataset: CIFAR-10 not found under {root}; using the embedded synthetic set "
+                f"(seed {cfg.synthetic_seed}). `cvlab data fetch dataset=cifar10` downloads it."
+            )
+            name = "synthetic"
+    if name == "cifar10":
+        data = cifar10.load_arrays(cfg.root, download=cfg.download, announce=announce)
+    elif name == "synthetic":
+        data = load_synthetic_arrays(cfg.synthetic_train, cfg.synthetic_test, cfg.synthetic_seed,
+                                     announce=announce)
+    else:
+        raise UserError(f"dataset.name={name!r} has no image splits; use auto, cifar10 or "
+                        "synthetic (captioning sets load through their own commands)")
+    X_train, y_train, X_val, y_val, X_test, y_test = make_splits(
+        data.X_train, data.y_train, data.X_test, data.y_test,
+        num_train=cfg.num_train, num_val=cfg.num_val, num_test=cfg.num_test,
+        split_seed=cfg.split_seed, test_is_sorted=data.test_is_sorted, dataset=name,
+    )
+    splits = Splits(X_train, y_train, X_val, y_val, X_test, y_test,
+                    class_names=list(data.class_names), name=name, source=data.source,
+                    info=dict(data.info))
+    if cfg.name != "auto" or name == "cifar10":
+        announce(f"dataset: {splits.describe()}")
+    return splits
+
+
+class RawData:
+    """A dataset's full training and test arrays (possibly memory maps) before splitting."""
+
+    def __init__(self, X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
+                 y_test: np.ndarray, class_names: list[str], source: str,
+                 test_is_sorted: bool = False, info: dict | None = None) -> None:
+        self.X_train, self.y_train, self.X_test, self.y_test = X_train, y_train, X_test, y_test
+        self.class_names = class_names
+        self.source = source
+        self.test_is_sorted = test_is_sorted
+        self.info = info or {}
+
+
+def synthetic_cache_dir(num_train: int, num_test: int, seed: int) -> Path:
+    return (cache_home() / "synthetic"
+            / f"v{synthetic.VERSION}-seed{seed}-train{num_train}-test{num_test}")
+
+
+def synthetic_key(num_train: int, num_test: int, seed: int) -> str:
+    return f"synthetic-v{synthetic.VERSION}-{seed}-{num_train}-{num_test}"
+
+
+def load_synthetic_arrays(num_train: int, num_test: int, seed: int,
+                          announce: Announce = print) -> RawData:
+    """The synthetic set, from its cache when one is valid, else generated (and cached)."""
+    source = f"embedded synthetic set (seed {seed}, {num_train} train / {num_test} test)"
+    names = synthetic.CLASS_NAMES
+    if num_train + num_test < SYNTHETIC_CACHE_MIN_IMAGES:
+        X_train, y_train, X_test, y_test = synthetic.generate_splits(num_train, num_test, seed)
+        return RawData(X_train, y_train, X_test, y_test, names, source,
+                       info={"cache": "not cached (small set)"})
+    folder = synthetic_cache_dir(num_train, num_test, seed)
+    key = synthetic_key(num_train, num_test, seed)
+    cache = ArrayCache(folder)
+    loaded = cache.load(key)
+    if loaded is None:
+        try:
+            with locked(folder):
+                loaded = cache.load(key)  # another process may have built it meanwhile
+                if loaded is None:
+                    start = time.perf_counter()
+                    X_train, y_train, X_test, y_test = synthetic.generate_splits(
+                        num_train, num_test, seed)
+                    seconds = time.perf_counter() - start
+                    announce(f"dataset: generated the synthetic set in {seconds:.1f} s; "
+                             f"cached in {folder}")
+                    cache.save(key, {"X_train": X_train, "y_train": y_train,
+                                     "X_test": X_test, "y_test": y_test},
+                               class_names=names, source=source)
+                    return RawData(X_train, y_train, X_test, y_test, names, source,
+                                   info={"cache": str(folder), "generated_s": seconds})
+        except OSError:  # cache home not writable: generate every time
+            X_train, y_train, X_test, y_test = synthetic.generate_splits(
+                num_train, num_test, seed)
+            return RawData(X_train, y_train, X_test, y_test, names, source,
+                           info={"cache": "not writable"})
+        if loaded is None:
+            loaded = cache.load(key)
+        if loaded is None:
+            raise RuntimeError(f"synthetic cache in {folder} unreadable right after building it")
+    arrays, _ = loaded
+    return RawData(arrays["X_train"], arrays["y_train"], arrays["X_test"], arrays["y_test"],
+                   names, source, info={"cache": str(folder)})

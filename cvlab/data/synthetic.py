@@ -1,0 +1,166 @@
+"""The embedded synthetic set: CIFAR-10-shaped images of rendered shapes and textures.
+
+Ten classes = five shape types x two fill textures (solid, striped). Every image has a random
+background colour with a gradient, clutter (thin line segments and small blobs behind the
+shape), a shape of random colour, size, position and rotation, and pixel noise. A linear
+classifier does poorly on it (position, colour and contrast sign vary), a small CNN well.
+
+Generation is vectorized numpy, deterministic from a seed (same seed, same bytes), and
+rendered in fixed-size chunks so memory stays small.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SHAPES = ("circle", "square", "triangle", "ring", "cross")
+TEXTURES = ("solid", "striped")
+CLASS_NAMES = [f"{texture}_{shape}" for texture in TEXTURES for shape in SHAPES]
+NUM_CLASSES = len(CLASS_NAMES)
+VERSION = 1  # bump when the rendering changes (invalidates caches)
+SIZE = 32
+_CHUNK = 2500  # images rendered at once (fixed: part of the definition of the bytes)
+_NUM_LINES = 3
+_NUM_BLOBS = 2
+
+
+def balanced_labels(num_images: int, rng: np.random.Generator) -> np.ndarray:
+    """Labels 0..9 in equal numbers (up to one when not divisible), in random order."""
+    return rng.permutation(np.arange(num_images) % NUM_CLASSES).astype(np.int64)
+
+
+def generate(num_images: int, seed: int, stream: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Render `num_images` images; returns X uint8 (N, 3, 32, 32) and y int64 (N,).
+
+    `stream` separates independent sets drawn from one seed (0 = train, 1 = test).
+    """
+    rng = np.random.default_rng([seed, stream, VERSION])
+    labels = balanced_labels(num_images, rng)
+    params = _draw_params(labels, rng)
+    X = np.empty((num_images, 3, SIZE, SIZE), dtype=np.uint8)
+    for chunk, start in enumerate(range(0, num_images, _CHUNK)):
+        stop = min(start + _CHUNK, num_images)
+        chunk_rng = np.random.default_rng([seed, stream, VERSION, chunk + 1])
+        part = {key: value[start:stop] for key, value in params.items()}
+        X[start:stop] = _render(part, chunk_rng)
+    return X, labels
+
+
+def generate_splits(
+    num_train: int, num_test: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(X_train, y_train, X_test, y_test) of the synthetic set for one seed."""
+    X_train, y_train = generate(num_train, seed, stream=0)
+    X_test, y_test = generate(num_test, seed, stream=1)
+    return X_train, y_train, X_test, y_test
+
+
+def _draw_params(labels: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Per-image random parameters (drawn for all images at once, in a fixed order)."""
+    N = len(labels)
+    u = rng.uniform
+    background = u(0, 255, (N, 3))
+    # Foreground differs from the background by 64..192 (mod 256) in every channel.
+    foreground = np.mod(background + u(64, 192, (N, 3)), 256.0)
+    bright = foreground.mean(axis=1, keepdims=True) > 127
+    stripe_colour = np.where(bright, foreground * 0.35, foreground + (255 - foreground) * 0.65)
+    return {
+        "shape": labels % len(SHAPES),
+        "striped": labels // len(SHAPES),
+        "background": background,
+        "gradient": u(-45, 45, N),
+        "gradient_angle": u(0, 2 * np.pi, N),
+        "foreground": foreground,
+        "stripe_colour": stripe_colour,
+        "stripe_period": u(3.0, 5.0, N),
+        "stripe_angle": u(0, np.pi, N),
+        "centre": u(9, 23, (N, 2)),
+        "radius": u(6.5, 11.5, N),
+        "angle": u(0, 2 * np.pi, N),
+        "line_ends": u(-2, SIZE + 2, (N, _NUM_LINES, 4)),
+        "line_colour": u(0, 255, (N, _NUM_LINES, 3)),
+        "blob_centre": u(0, SIZE, (N, _NUM_BLOBS, 2)),
+        "blob_radius": u(1.2, 2.6, (N, _NUM_BLOBS)),
+        "blob_colour": u(0, 255, (N, _NUM_BLOBS, 3)),
+    }
+
+
+def _grid() -> tuple[np.ndarray, np.ndarray]:
+    coords = np.arange(SIZE, dtype=np.float32) + 0.5
+    return coords[None, :, None], coords[None, None, :]  # yy (1, H, 1), xx (1, 1, W)
+
+
+def _col(values: np.ndarray) -> np.ndarray:
+    """(B,) -> (B, 1, 1) float32 for broadcasting against (B, H, W)."""
+    return values.astype(np.float32)[:, None, None]
+
+
+def _paint(images: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> None:
+    """images (B, 3, H, W) float32: set colour (B, 3) where mask (B, H, W) holds."""
+    np.copyto(images, colour.astype(np.float32)[:, :, None, None], where=mask[:, None])
+
+
+def _render(p: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Render one chunk of images from their parameters; returns uint8 (B, 3, H, W)."""
+    B = len(p["shape"])
+    yy, xx = _grid()
+    # Background: a colour plus a linear gradient along a random direction.
+    ramp = (_col(np.cos(p["gradient_angle"])) * (xx - 16) + _col(np.sin(p["gradient_angle"]))
+            * (yy - 16)) * _col(p["gradient"] / 16)
+    images = p["background"].astype(np.float32)[:, :, None, None] + ramp[:, None]
+    # Clutter behind the shape: thin line segments and small blobs.
+    for k in range(_NUM_LINES):
+        ends = p["line_ends"][:, k]
+        _paint(images, _segment_mask(ends, yy, xx), p["line_colour"][:, k])
+    for k in range(_NUM_BLOBS):
+        centre = p["blob_centre"][:, k]
+        dist2 = (yy - _col(centre[:, 0])) ** 2 + (xx - _col(centre[:, 1])) ** 2
+        _paint(images, dist2 <= _col(p["blob_radius"][:, k] ** 2), p["blob_colour"][:, k])
+    # The shape, in its own rotated frame (u, v) scaled by its radius.
+    dy = yy - _col(p["centre"][:, 0])
+    dx = xx - _col(p["centre"][:, 1])
+    cos, sin, radius = _col(np.cos(p["angle"])), _col(np.sin(p["angle"])), _col(p["radius"])
+    u = (dx * cos + dy * sin) / radius
+    v = (dy * cos - dx * sin) / radius
+    mask = np.zeros((B, SIZE, SIZE), dtype=bool)
+    for index, shape in enumerate(SHAPES):
+        rows = np.flatnonzero(p["shape"] == index)
+        if len(rows):
+            mask[rows] = _shape_mask(shape, u[rows], v[rows])
+    # Texture: solid fill, or stripes of a second colour at a random angle and period.
+    fill = np.broadcast_to(p["foreground"].astype(np.float32)[:, :, None, None], images.shape)
+    striped = p["striped"].astype(bool)
+    along = (dx * _col(np.cos(p["stripe_angle"])) + dy * _col(np.sin(p["stripe_angle"])))
+    stripes = (np.floor(along / _col(p["stripe_period"])) % 2 == 1) & striped[:, None, None]
+    fill = np.where(stripes[:, None], p["stripe_colour"].astype(np.float32)[:, :, None, None], fill)
+    np.copyto(images, fill, where=mask[:, None])
+    # Pixel noise, then back to bytes.
+    images += rng.integers(-10, 11, size=images.shape, dtype=np.int8)
+    np.clip(images, 0, 255, out=images)
+    return np.rint(images).astype(np.uint8)
+
+
+def _segment_mask(ends: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    """Pixels within 0.75 px of the segment (y0, x0) - (y1, x1); ends (B, 4)."""
+    y0, x0, y1, x1 = (_col(ends[:, i]) for i in range(4))
+    ey, ex = y1 - y0, x1 - x0
+    length2 = np.maximum(ey * ey + ex * ex, 1e-6)
+    t = np.clip(((yy - y0) * ey + (xx - x0) * ex) / length2, 0, 1)
+    return (yy - y0 - t * ey) ** 2 + (xx - x0 - t * ex) ** 2 <= 0.5625
+
+
+def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Boolean mask (B, H, W) of a unit-radius shape in local coordinates u, v."""
+    if shape == "circle":
+        return u * u + v * v <= 1.0
+    if shape == "square":
+        return np.maximum(np.abs(u), np.abs(v)) <= 0.8
+    if shape == "triangle":  # equilateral, apex at v = -1, base at v = 0.5
+        return (v <= 0.5) & (np.abs(u) * np.sqrt(3.0) <= v + 1.0)
+    if shape == "ring":
+        r2 = u * u + v * v
+        return (r2 <= 1.0) & (r2 >= 0.36)
+    if shape == "cross":
+        au, av = np.abs(u), np.abs(v)
+        return ((au <= 0.3) & (av <= 1.0)) | ((av <= 0.3) & (au <= 1.0))
+    raise ValueError(f"unknown shape {shape!r}")
