@@ -67,6 +67,11 @@ class OptimizerConfig:
     schedule: str = "none"
     label_smoothing: float = 0.0
     grad_clip: float | None = None
+    # torch schedules (none | step | warmup_linear | onecycle): warmup over warmup_frac of the
+    # steps from warmup_start x learning_rate; step: x lr_decay every step_epochs epochs
+    warmup_frac: float = 0.0
+    warmup_start: float = 0.2
+    step_epochs: int = 1
 
     def __post_init__(self) -> None:
         check_choice("name", self.name, OPTIMIZERS)
@@ -83,6 +88,9 @@ class OptimizerConfig:
             "a number in [0, 1)",
         )
         check_positive("grad_clip", self.grad_clip, allow_none=True)
+        check(0 <= self.warmup_frac < 1, "warmup_frac", self.warmup_frac, "a number in [0, 1)")
+        check(0 < self.warmup_start <= 1, "warmup_start", self.warmup_start, "a number in (0, 1]")
+        check_positive("step_epochs", self.step_epochs)
 
 
 @dataclass
