@@ -1,0 +1,85 @@
+"""Pure-numpy kernels of the fast layers, used when the compiled cvlab.ext is missing.
+
+Same layouts and results as cvlab/ext/im2col.pyx and cvlab/ext/maxpool.pyx: im2col is one
+strided view and one copy; col2im and the max-pool backward accumulate with one strided-slice
+addition per window offset (HH * WW of them), never np.add.at.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+
+def _pad(x: np.ndarray, pad: int) -> np.ndarray:
+    if pad == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+
+
+def _windows(x: np.ndarray, height: int, width: int, stride: int, H_out: int,
+             W_out: int) -> np.ndarray:
+    """Read-only view (N, C, height, width, H_out, W_out) of the windows of x (N, C, H, W)."""
+    sN, sC, sH, sW = x.strides
+    N, C = x.shape[:2]
+    return as_strided(x, shape=(N, C, height, width, H_out, W_out),
+                      strides=(sN, sC, sH, sW, sH * stride, sW * stride), writeable=False)
+
+
+def im2col(x: np.ndarray, HH: int, WW: int, pad: int, stride: int, H_out: int,
+           W_out: int) -> np.ndarray:
+    """x (N, C, H, W) -> cols (C * HH * WW, N * H_out * W_out), same layout as cvlab.ext."""
+    N, C = x.shape[:2]
+    windows = _windows(_pad(x, pad), HH, WW, stride, H_out, W_out)
+    # (C, HH, WW, N, H_out, W_out): rows (c, di, dj), columns (n, i, j)
+    return windows.transpose(1, 2, 3, 0, 4, 5).reshape(C * HH * WW, N * H_out * W_out)
+
+
+def col2im(cols: np.ndarray, N: int, C: int, H: int, W: int, HH: int, WW: int, pad: int,
+           stride: int, H_out: int, W_out: int) -> np.ndarray:
+    """cols (C * HH * WW, N * H_out * W_out) -> dx (N, C, H, W), the adjoint of im2col."""
+    dx_pad = np.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=cols.dtype)
+    blocks = cols.reshape(C, HH, WW, N, H_out, W_out).transpose(3, 0, 1, 2, 4, 5)
+    row_end, col_end = stride * (H_out - 1) + 1, stride * (W_out - 1) + 1
+    for di in range(HH):
+        for dj in range(WW):
+            dx_pad[:, :, di:di + row_end:stride, dj:dj + col_end:stride] += blocks[:, :, di, dj]
+    return dx_pad[:, :, pad:pad + H, pad:pad + W] if pad else dx_pad
+
+
+def max_pool_forward(x: np.ndarray, pool_height: int, pool_width: int, stride: int,
+                     H_out: int, W_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """x (N, C, H, W) -> (out, argmax) like cvlab.ext.maxpool: argmax is the flat index
+    row * W + col of the first maximum of each window, int64 (N, C, H_out, W_out)."""
+    N, C, H, W = x.shape
+    windows = _windows(x, pool_height, pool_width, stride, H_out, W_out)
+    flat = windows.transpose(0, 1, 4, 5, 2, 3).reshape(N, C, H_out, W_out, -1)
+    offset = flat.argmax(axis=-1)
+    out = np.take_along_axis(flat, offset[..., None], axis=-1)[..., 0]
+    di, dj = np.divmod(offset, pool_width)
+    rows = (np.arange(H_out) * stride)[:, None] + di
+    cols = (np.arange(W_out) * stride)[None, :] + dj
+    return out, (rows * W + cols).astype(np.int64)
+
+
+def max_pool_backward(dout: np.ndarray, argmax: np.ndarray, H: int, W: int,
+                      pool_height: int, pool_width: int, stride: int) -> np.ndarray:
+    """Add dout (N, C, H_out, W_out) at the recorded maxima: dx (N, C, H, W)."""
+    N, C, H_out, W_out = dout.shape
+    if stride >= pool_height and stride >= pool_width:
+        # Windows do not overlap: every input position receives at most one gradient.
+        dx = np.zeros((N, C, H * W), dtype=dout.dtype)
+        np.put_along_axis(dx, argmax.reshape(N, C, -1), dout.reshape(N, C, -1), axis=-1)
+        return dx.reshape(N, C, H, W)
+    # Overlapping windows may share a maximum: accumulate one window offset at a time.
+    dx = np.zeros((N, C, H, W), dtype=dout.dtype)
+    rows, cols = np.divmod(argmax, W)
+    offset = ((rows - (np.arange(H_out) * stride)[:, None]) * pool_width
+              + cols - (np.arange(W_out) * stride)[None, :])
+    row_end, col_end = stride * (H_out - 1) + 1, stride * (W_out - 1) + 1
+    zero = dout.dtype.type(0)
+    for di in range(pool_height):
+        for dj in range(pool_width):
+            routed = np.where(offset == di * pool_width + dj, dout, zero)
+            dx[:, :, di:di + row_end:stride, dj:dj + col_end:stride] += routed
+    return dx
