@@ -39,6 +39,9 @@ class DatasetConfig:
     # captioning sets (coco, shapes_captions)
     max_train: int | None = None
     pca_features: bool = True
+    shapes_train: int = 4000  # shapes_captions: training images (2-3 captions each)
+    shapes_val: int = 500  # shapes_captions: validation images (unseen scene combinations)
+    shapes_seed: int = 0
 
     def __post_init__(self) -> None:
         check_choice("name", self.name, DATASETS)
@@ -48,6 +51,8 @@ class DatasetConfig:
         check(self.synthetic_train > 0, "synthetic_train", self.synthetic_train, "an integer > 0")
         check(self.synthetic_test >= 0, "synthetic_test", self.synthetic_test, "an integer >= 0")
         check_positive("max_train", self.max_train, allow_none=True)
+        check(self.shapes_train > 0, "shapes_train", self.shapes_train, "an integer > 0")
+        check(self.shapes_val > 0, "shapes_val", self.shapes_val, "an integer > 0")
 
 
 @dataclass
