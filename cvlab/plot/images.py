@@ -1,0 +1,94 @@
+"""Image figures: the CNN's first-layer filters as a grid, and the conv-demo images."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from cvlab.plot.style import figure, pyplot, save
+
+
+def filter_grid(weights: np.ndarray, padding: int = 1, upper: float = 255.0) -> np.ndarray:
+    """Tile first-layer filters into one image, each filter scaled to [0, upper] on its own.
+
+    Inputs:
+    - weights: (F, C, HH, WW) conv weights (C = 3 gives color tiles, C = 1 gray tiles)
+    Returns a (G*HH + (G-1)*padding, G*WW + (G-1)*padding, C) array, G = ceil(sqrt(F)), with
+    the gaps at 0 (as the course's visualize_grid).
+    """
+    num_filters, channels, height, width = weights.shape
+    tiles = np.asarray(weights, dtype=float).transpose(0, 2, 3, 1)  # (F, HH, WW, C)
+    grid_size = int(math.ceil(math.sqrt(num_filters)))
+    grid_h = grid_size * height + padding * (grid_size - 1)
+    grid_w = grid_size * width + padding * (grid_size - 1)
+    grid = np.zeros((grid_h, grid_w, channels))
+    for index in range(num_filters):
+        row, col = divmod(index, grid_size)
+        tile = tiles[index]
+        low, high = tile.min(), tile.max()
+        scaled = upper * (tile - low) / (high - low) if high > low else np.zeros_like(tile)
+        y0, x0 = row * (height + padding), col * (width + padding)
+        grid[y0:y0 + height, x0:x0 + width] = scaled
+    return grid
+
+
+def plot_filters(weights: np.ndarray, out_path: Path, title: str) -> Path:
+    """The filter grid as a PNG (3-channel filters in color, others per channel in gray)."""
+    if weights.shape[1] != 3:
+        weights = weights.reshape(-1, 1, *weights.shape[2:])
+    grid = filter_grid(weights)
+    fig, (ax,) = figure(1, panel=(5.0, 5.2))
+    if grid.shape[2] == 3:
+        ax.imshow(grid.astype(np.uint8))
+    else:
+        ax.imshow(grid[:, :, 0], cmap="gray")
+    ax.axis("off")
+    ax.set_title(f"{title}\n{weights.shape[0]} first-layer filters "
+                 f"{weights.shape[2]}x{weights.shape[3]}", fontsize=10)
+    return save(fig, out_path)
+
+
+def to_display(image: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """An array as something imshow draws faithfully: (H, W[, 3]) uint8-range, colormap."""
+    image = np.asarray(image, dtype=float)
+    if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (1, 3):
+        image = image.transpose(1, 2, 0)  # C, H, W -> H, W, C
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    low, high = float(np.nanmin(image)), float(np.nanmax(image))
+    if image.ndim == 2:
+        return image, "gray"
+    if low < 0 or high > 255 or high <= 1.0:  # not in pixel range: rescale for display
+        image = 255 * (image - low) / (high - low) if high > low else np.zeros_like(image)
+    return image.clip(0, 255).astype(np.uint8), None
+
+
+def plot_image_grid(images: list[tuple[str, np.ndarray]], out_path: Path, title: str,
+                    columns: int = 3) -> Path:
+    """Named images in a grid of `columns` (gray for 2-D arrays), titles over each."""
+    rows = max(1, math.ceil(len(images) / columns))
+    fig, axes = figure(columns, rows, panel=(3.2, 3.4))
+    for ax in axes:
+        ax.axis("off")
+    for ax, (name, image) in zip(axes, images):
+        shown, cmap = to_display(image)
+        ax.imshow(shown, cmap=cmap)
+        ax.set_title(name, fontsize=9)
+    fig.suptitle(title)
+    return save(fig, out_path)
+
+
+def read_image(path: Path) -> np.ndarray | None:
+    """A PNG/JPEG (via matplotlib's PIL reader) or a .npy array; None when unreadable."""
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        plt = pyplot()
+        image = plt.imread(path)
+        if image.dtype != np.uint8 and image.max() <= 1.0:
+            image = (image * 255).astype(np.uint8)
+        return image[..., :3] if image.ndim == 3 else image
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,137 @@
+"""The key numbers of a run or sweep as a table (rich on screen, markdown in report.md)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cvlab.plot.detect import Target
+from cvlab.runs import atomic_write_text
+
+KIND_TITLES = {
+    "run": "Run",
+    "weight_scale": "Weight-scale sweep",
+    "batch_size": "Batch-size sweep",
+    "dropout": "Dropout comparison",
+    "comparison": "Runs compared",
+}
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+
+
+def fmt(value: Any) -> str:
+    """A cell: floats to 4 significant digits, missing as an empty cell."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return f"{value:.4g}"
+    return str(value)
+
+
+def key_table(target: Target) -> Table:
+    """One row per run: its label, status and the numbers computed from its metrics.csv."""
+    title = f"{KIND_TITLES.get(target.kind, target.kind)}: {target.path}"
+    if not target.is_set:
+        return _single_run_table(target, title)
+    columns = ["job", "run", "status", "best train acc", "best val acc", "final loss",
+               "wall time (s)"]
+    rows = []
+    for run in target.runs:
+        wall = run.summary.get("wall_time_s", run.stats.get("elapsed_s"))
+        rows.append([run.path.name, run.label, run.status, fmt(run.stats.get("best_train_acc")),
+                     fmt(run.stats.get("best_val_acc")), fmt(run.stats.get("final_loss")),
+                     fmt(_number(wall))])
+    return Table(title, columns, rows)
+
+
+def _number(value: Any) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def _single_run_table(target: Target, title: str) -> Table:
+    run = target.runs[0]
+    stats = run.stats
+    items: list[tuple[str, Any]] = [
+        ("status", run.status),
+        ("model", run.model_type),
+        ("experiment", run.experiment),
+        ("dataset", run.summary.get("dataset") or run.get("dataset.name")),
+        ("iterations", None if math.isnan(stats.get("iterations", math.nan))
+         else int(stats["iterations"])),
+        ("final loss (mean of last 100 iterations)", stats.get("final_loss")),
+        ("best train acc", stats.get("best_train_acc")),
+        ("best val acc", stats.get("best_val_acc")),
+        ("last val acc", stats.get("last_val_acc")),
+        ("wall time (s)", _number(run.summary.get("wall_time_s", stats.get("elapsed_s")))),
+    ]
+    shown = {"final_loss", "best_train_acc", "best_val_acc", "wall_time_s"}
+    metrics = run.summary.get("metrics")
+    if isinstance(metrics, dict):
+        for key, value in metrics.items():
+            if key not in shown and not isinstance(value, (dict, list)):
+                items.append((f"summary: {key}", _number(value)))
+    rows = [[name, fmt(value)] for name, value in items if fmt(value) != ""]
+    return Table(title, ["metric", "value"], rows)
+
+
+def print_table(table: Table) -> None:
+    """Print the table with rich (plain text when not on a terminal)."""
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    rich_table = RichTable(title=table.title)
+    for column in table.columns:
+        rich_table.add_column(column, justify="left" if column in ("run", "metric", "status")
+                              else "right")
+    for row in table.rows:
+        rich_table.add_row(*row)
+    Console(width=max(100, Console().width)).print(rich_table)
+
+
+def markdown_table(table: Table) -> str:
+    def escape(cell: str) -> str:
+        return cell.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(table.columns) + " |",
+             "|" + "|".join("---" for _ in table.columns) + "|"]
+    lines += ["| " + " | ".join(escape(cell) for cell in row) + " |" for row in table.rows]
+    return "\n".join(lines)
+
+
+def write_report(target: Target, table: Table, figures: list[Path], notes: list[str]) -> Path:
+    """`<target>/report.md`: what the folder holds, the figures (relative paths), the table."""
+    heading = KIND_TITLES.get(target.kind, target.kind)
+    lines = [f"# {heading}: {target.path.name}", "", f"Folder: `{target.path}`"]
+    if target.is_set:
+        lines.append(f"Runs: {len(target.runs)}"
+                     + (f"; differing settings: {', '.join(f'`{k}`' for k in target.varying)}"
+                        if target.varying else ""))
+    datasets = sorted({str(r.summary.get("dataset") or r.get("dataset.name") or "")
+                       for r in target.runs} - {""})
+    if datasets:
+        lines.append(f"Dataset: {', '.join(datasets)}")
+    lines.append("")
+    lines += [f"> {note}" for note in notes]
+    if notes:
+        lines.append("")
+    for path in figures:
+        relative = path.relative_to(target.path).as_posix()
+        lines += [f"![{path.stem}]({relative})", ""]
+    lines += ["## Key numbers", "", "Final loss is the mean training loss of the last 100 "
+              "iterations; accuracies are the best seen at any check (from metrics.csv).", "",
+              markdown_table(table), ""]
+    path = target.path / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path

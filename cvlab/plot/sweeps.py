@@ -1,0 +1,107 @@
+"""Figures of the course's sweeps, drawn from each job's metrics.csv.
+
+- weight scale: best val accuracy, best train accuracy and final training loss (mean of the
+  last 100 iterations) against the weight scale (log x axis), one line per model
+  (normalized vs baseline);
+- batch size: train and val accuracy per epoch, one line per batch size plus the baseline;
+- dropout: train and val accuracy per epoch, one line per keep ratio.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from cvlab.plot.curves import dataset_note, plot_accuracy_per_epoch, start_loss
+from cvlab.plot.detect import Target, run_label
+from cvlab.plot.records import RunRecord
+from cvlab.plot.style import figure, run_styles, save
+
+PANELS = (
+    ("best_val_acc", "Best val accuracy"),
+    ("best_train_acc", "Best train accuracy"),
+    ("final_loss", "Final training loss"),
+)
+
+
+def weight_scale_series(target: Target) -> dict[str, list[RunRecord]]:
+    """Runs grouped into lines (by every differing key but the weight scale), sorted by scale."""
+    keys = [k for k in target.varying if k != "model.weight_scale"]
+    series: dict[str, list[RunRecord]] = defaultdict(list)
+    for run in target.runs:
+        if run.get("model.weight_scale") is None:
+            continue
+        name = run_label(run, keys) if keys else (run.normalization or "model")
+        if name == "none":
+            name = "baseline"
+        series[name].append(run)
+    for runs in series.values():
+        runs.sort(key=lambda r: float(r.get("model.weight_scale")))
+    # normalized models first, baseline last (drawn on top, dashed black)
+    return dict(sorted(series.items(), key=lambda item: item[0].startswith("baseline")))
+
+
+def plot_weight_scale(target: Target, out_path: Path) -> Path:
+    """The course's three-panel weight-initialization figure (semilogx)."""
+    fig, axes = figure(3, panel=(5.0, 4.0))
+    series = weight_scale_series(target)
+    starts = [start_loss(run) for run in target.runs]
+    loss_cap = 1.5 * max((v for v in starts if np.isfinite(v)), default=math.inf)
+    for (name, runs), style in zip(series.items(), run_styles(list(series))):
+        scales = np.array([float(r.get("model.weight_scale")) for r in runs])
+        for ax, (key, _) in zip(axes, PANELS):
+            values = np.array([r.stats.get(key, math.nan) for r in runs], dtype=float)
+            shown = np.isfinite(values)
+            if key == "final_loss":
+                # diverged runs (no finite final loss, or far above the starting loss) are
+                # marked with x at the top of the panel instead of squashing the others
+                off = ~shown | (values > loss_cap)
+                shown &= ~off
+                if off.any():
+                    ax.plot(scales[off], [0.96] * int(off.sum()), linestyle="none",
+                            marker="x", markersize=8, color=style["color"],
+                            transform=ax.get_xaxis_transform(), label=f"{name}: diverged")
+            ax.semilogx(scales[shown], values[shown], marker="o", markersize=4,
+                        label=name, **style)
+    for ax, (_, ylabel) in zip(axes, PANELS):
+        ax.set(title=f"{ylabel} vs weight scale", xlabel="Weight initialization scale",
+               ylabel=ylabel)
+        ax.grid(True, which="major", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+    fig.suptitle(sweep_title(target, "Weight-scale sweep") + dataset_note(target.runs))
+    return save(fig, out_path)
+
+
+def plot_batch_size(target: Target, out_path: Path) -> Path:
+    """Train / val accuracy per epoch, one line per batch size, baseline(s) dashed."""
+    def order(run: RunRecord) -> tuple:
+        return (run.normalization != "none", int(run.get("batch_size") or 0))
+
+    runs = sorted(target.plotted_runs, key=order)
+    return plot_accuracy_per_epoch(runs, out_path, sweep_title(target, "Batch-size sweep"))
+
+
+def plot_dropout(target: Target, out_path: Path) -> Path:
+    """Train / val accuracy per epoch with and without dropout."""
+    runs = sorted(target.plotted_runs,
+                  key=lambda r: -float(r.get("model.dropout_keep_ratio") or 1.0))
+    for run in runs:
+        keep = float(run.get("model.dropout_keep_ratio") or 1.0)
+        run.label = f"keep {keep:.2f}" + (" (no dropout)" if keep == 1.0 else "")
+    return plot_accuracy_per_epoch(runs, out_path, sweep_title(target, "Dropout"))
+
+
+def sweep_title(target: Target, default: str) -> str:
+    experiments = sorted({r.experiment for r in target.runs if r.experiment})
+    models = sorted({r.model_type for r in target.runs if r.model_type})
+    normalizations = sorted({r.normalization for r in target.runs
+                             if r.normalization and r.normalization != "none"})
+    parts = [", ".join(experiments) or default]
+    if models:
+        parts.append(" / ".join(models) + (f" ({', '.join(normalizations)})"
+                                           if normalizations else ""))
+    return ": ".join(parts)

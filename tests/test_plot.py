@@ -1,0 +1,265 @@
+"""cvlab.plot on synthetic run and sweep folders written like the trainers write them."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from cvlab.errors import UserError
+from cvlab.plot import plot_folder, resolve_target
+from cvlab.plot.detect import describe_target
+from cvlab.plot.images import filter_grid
+from cvlab.plot.records import final_loss, load_run
+from cvlab.plot.sweeps import weight_scale_series
+from cvlab.runs import MetricsLogger, summarize_sweep, write_summary
+
+COLUMNS = ["train_acc", "val_acc", "lr", "elapsed_s"]
+
+
+def model_config(**fields) -> dict:
+    model = {"type": "fc_net", "hidden_dims": [50, 50], "normalization": "batchnorm",
+             "dropout_keep_ratio": 1.0, "weight_scale": 0.01, "reg": 0.0, "dtype": "float32"}
+    model.update(fields)
+    return model
+
+
+def make_run(run_dir: Path, *, model: dict | None = None, epochs: int = 3,
+             iterations_per_epoch: int = 20, losses: list[float] | None = None,
+             status: str = "completed", final_acc: float = 0.6, lr_decay: float = 1.0,
+             **top) -> Path:
+    """A run folder as `cvlab train` leaves it: config.yaml, metrics.csv, summary.json."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = {"model": model or model_config(),
+              "dataset": {"name": "synthetic", "num_train": 1000, "num_val": 100},
+              "optimizer": {"name": "adam", "learning_rate": 1e-3, "lr_decay": lr_decay},
+              "device": {"name": "auto", "threads": None}, "experiment": None, "seed": 0,
+              "epochs": epochs, "batch_size": 50, "baseline": False, "outputs_root": "outputs"}
+    config.update(top)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    total = epochs * iterations_per_epoch
+    if losses is None:
+        losses = list(2.3 * np.exp(-np.arange(total) / total))
+    lr = 1e-3
+    with MetricsLogger(run_dir, COLUMNS) as logger:
+        logger.log(iteration=0, epoch=0, train_acc=0.1, val_acc=0.1, lr=lr)
+        for t, loss in enumerate(losses):
+            logger.log(iteration=t, epoch=t // iterations_per_epoch, loss=loss, lr=lr)
+            if (t + 1) % iterations_per_epoch == 0:
+                epoch = (t + 1) // iterations_per_epoch
+                acc = 0.1 + (final_acc - 0.1) * epoch / epochs
+                logger.log(iteration=t + 1, epoch=epoch, train_acc=acc, val_acc=acc * 0.8,
+                           lr=lr)
+                lr *= lr_decay
+    write_summary(run_dir, status=status, dataset="synthetic", wall_time_s=1.5,
+                  metrics={"best_val_acc": final_acc * 0.8})
+    return run_dir
+
+
+def make_sweep(sweep_dir: Path, jobs: list[dict]) -> Path:
+    """A Hydra multirun folder: multirun.yaml, job folders 0/, 1/, ..., the sweep summary."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    (sweep_dir / "multirun.yaml").write_text("hydra: {mode: MULTIRUN}\n")
+    for index, job in enumerate(jobs):
+        make_run(sweep_dir / str(index), **job)
+    summarize_sweep(sweep_dir)
+    return sweep_dir
+
+
+SCALES = [1e-4, 1e-2, 1.0]
+
+
+def weight_scale_jobs() -> list[dict]:
+    jobs = []
+    for baseline in (False, True):
+        for scale in SCALES:
+            job = {"model": model_config(weight_scale=scale), "baseline": baseline,
+                   "final_acc": 0.3 if baseline else 0.7}
+            if baseline and scale == 1.0:
+                job.update(losses=[2.3, 50.0, math.inf], status="diverged")
+            jobs.append(job)
+    return jobs
+
+
+def assert_png(path: Path) -> None:
+    from matplotlib.image import imread
+
+    assert path.is_file() and path.suffix == ".png"
+    image = imread(path)
+    assert image.shape[0] > 100 and image.shape[1] > 100
+    assert image[..., :3].std() > 0  # not a blank canvas
+
+
+def test_final_loss_is_the_mean_of_the_last_100_iterations(tmp_path):
+    losses = list(np.linspace(3.0, 1.0, 150))
+    run = load_run(make_run(tmp_path / "run", epochs=3, iterations_per_epoch=50, losses=losses))
+    assert run.stats["final_loss"] == pytest.approx(np.mean(losses[-100:]))
+    assert run.stats["best_train_acc"] == pytest.approx(0.6)
+    assert run.stats["best_val_acc"] == pytest.approx(0.48)
+    diverged = load_run(make_run(tmp_path / "bad", losses=[2.0, math.nan]))
+    assert final_loss(diverged.metrics) == math.inf
+
+
+def test_weight_scale_sweep_figure_report_and_table(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep", weight_scale_jobs())
+    result = plot_folder(sweep)
+    assert result.target.kind == "weight_scale"
+    names = sorted(p.name for p in result.figures)
+    assert names == ["curves.png", "weight_scale.png"]
+    for path in result.figures:
+        assert_png(path)
+        assert path.parent == sweep / "plots"
+    series = weight_scale_series(result.target)
+    assert list(series) == ["batchnorm", "baseline"]
+    assert [r.get("model.weight_scale") for r in series["baseline"]] == SCALES
+    diverged = series["baseline"][-1]
+    assert diverged.status == "diverged" and diverged.stats["final_loss"] == math.inf
+    report = (sweep / "report.md").read_text()
+    assert "![weight_scale](plots/weight_scale.png)" in report
+    assert "diverged" in report
+    assert len(result.table.rows) == 6
+    assert {row[2] for row in result.table.rows} == {"completed", "diverged"}
+
+
+def test_batch_size_sweep_lines_per_batch_size_plus_baseline(tmp_path):
+    jobs = [{"batch_size": 5, "baseline": True}] + [
+        {"batch_size": size, "baseline": False} for size in (5, 10, 50)]
+    result = plot_folder(make_sweep(tmp_path / "bs", jobs))
+    assert result.target.kind == "batch_size"
+    assert sorted(p.name for p in result.figures) == ["batch_size.png", "curves.png"]
+    labels = [run.label for run in result.target.runs]
+    assert labels == ["baseline, batch 5", "batchnorm, batch 5", "batchnorm, batch 10",
+                      "batchnorm, batch 50"]
+    for path in result.figures:
+        assert_png(path)
+
+
+def test_dropout_sweep(tmp_path):
+    jobs = [{"model": model_config(normalization="none", hidden_dims=[500],
+                                   dropout_keep_ratio=keep)} for keep in (1.0, 0.25)]
+    result = plot_folder(make_sweep(tmp_path / "dropout", jobs))
+    assert result.target.kind == "dropout"
+    assert "dropout.png" in [p.name for p in result.figures]
+    assert [run.label for run in result.target.runs] == ["keep 1.00", "keep 0.25"]
+
+
+def test_baseline_vs_batchnorm_curves_from_a_two_job_sweep(tmp_path):
+    jobs = [{"baseline": False}, {"baseline": True}]
+    result = plot_folder(make_sweep(tmp_path / "bn", jobs))
+    assert result.target.kind == "comparison"
+    assert [p.name for p in result.figures] == ["curves.png"]
+    assert [run.label for run in result.target.runs] == ["batchnorm", "baseline"]
+
+
+def test_single_cnn_run_draws_curves_and_the_filter_grid(tmp_path):
+    run_dir = make_run(tmp_path / "cnn", model={"type": "three_layer_convnet",
+                                                "num_filters": 32, "filter_size": 7})
+    rng = np.random.default_rng(0)
+    np.savez(run_dir / "checkpoint.npz", W1=rng.normal(size=(32, 3, 7, 7)),
+             b1=np.zeros(32), W2=rng.normal(size=(10, 10)))
+    result = plot_folder(run_dir)
+    assert result.target.kind == "run" and not result.target.is_set
+    assert [p.name for p in result.figures] == ["curves.png", "filters.png"]
+    for path in result.figures:
+        assert_png(path)
+    table = dict(result.table.rows)
+    assert table["status"] == "completed" and table["best train acc"] == "0.6"
+
+
+def test_filter_grid_scales_each_filter_and_keeps_its_place():
+    weights = np.arange(5 * 3 * 2 * 2, dtype=float).reshape(5, 3, 2, 2)
+    weights[4] = 7.0  # a constant filter
+    grid = filter_grid(weights, padding=1)
+    assert grid.shape == (3 * 2 + 2, 3 * 2 + 2, 3)  # 5 filters -> 3x3 grid of 2x2 tiles
+    first = grid[0:2, 0:2]
+    assert first.min() == 0 and first.max() == 255
+    # filter 0, channel 0, pixel (0, 1) = 1 of range [0, 11] -> 255 / 11
+    assert first[0, 1, 0] == pytest.approx(255 / 11)
+    second = grid[0:2, 3:5]  # filter 1 sits right of filter 0, after one padding column
+    assert second.max() == 255 and np.all(grid[:, 2] == 0)
+    assert np.all(grid[3:5, 3:5] == 0)  # the constant filter 4 (row 1, col 1) is flat
+
+
+def test_torch_run_with_schedule_and_pt_checkpoint(tmp_path):
+    torch = pytest.importorskip("torch")
+    run_dir = make_run(tmp_path / "torch", model={"type": "torch_cnn", "api": "sequential"},
+                       lr_decay=0.5)
+    torch.save({"model": {"0.weight": torch.zeros(16, 3, 5, 5) + torch.arange(5.0),
+                          "0.bias": torch.zeros(16)}}, run_dir / "checkpoint.pt")
+    result = plot_folder(run_dir)
+    assert [p.name for p in result.figures] == ["curves.png", "filters.png"]
+
+
+def test_conv_demo_run_collects_the_saved_images(tmp_path):
+    run_dir = tmp_path / "demo"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"experiment": "conv_demo",
+                                                         "model": {"type": "conv_demo"}}))
+    write_summary(run_dir, status="completed")
+    np.save(run_dir / "input_0.npy", np.zeros((32, 32, 3), dtype=np.uint8) + 100)
+    np.save(run_dir / "gray_0.npy", np.linspace(0, 1, 32 * 32).reshape(32, 32))
+    result = plot_folder(run_dir)
+    assert [p.name for p in result.figures] == ["conv_demo.png"]
+    assert_png(result.figures[0])
+
+
+def test_captioning_runs_go_to_the_captioning_plotter(tmp_path, monkeypatch):
+    import cvlab.plot as plot
+
+    run_dir = make_run(tmp_path / "cap", model={"type": "captioning", "cell_type": "lstm"})
+    calls = []
+
+    def fake(run_path, out_dir):
+        calls.append((run_path, out_dir))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "captions.png").write_bytes(b"")
+        return [out_dir / "captions.png"]
+
+    monkeypatch.setattr(plot, "_captioning_plotter", lambda: fake)
+    result = plot.plot_folder(run_dir)
+    assert calls == [(run_dir, run_dir / "plots")]
+    assert [p.name for p in result.figures] == ["captions.png"]
+
+
+def test_latest_picks_the_newest_run_or_sweep(tmp_path):
+    outputs = tmp_path / "outputs"
+    run = make_run(outputs / "train" / "2026-11-26" / "03-00-00-000000")
+    sweep = make_sweep(outputs / "train" / "multirun" / "2026-11-26" / "04-00-00-000000",
+                       [{"baseline": False}])
+    (outputs / "plot" / "2026-11-26" / "05-00-00").mkdir(parents=True)  # never a candidate
+    old, new = 1_700_000_000, 1_800_000_000
+    for path in [run, *run.iterdir()]:
+        os.utime(path, (new, new))
+    for path in [sweep, *sweep.iterdir()]:
+        os.utime(path, (old, old))
+    assert resolve_target("latest", outputs) == run
+    for path in [sweep, *sweep.iterdir()]:
+        os.utime(path, (new + 10, new + 10))
+    assert resolve_target("latest", outputs) == sweep
+
+
+def test_bad_targets_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        resolve_target(str(tmp_path / "missing"), tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="not a run or sweep folder"):
+        resolve_target(str(tmp_path / "empty"), tmp_path)
+    with pytest.raises(UserError, match="no train run"):
+        resolve_target("latest", tmp_path / "outputs")
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    write_summary(failed, status="failed", error="boom")
+    with pytest.raises(UserError, match="nothing to plot"):
+        plot_folder(resolve_target(str(failed), tmp_path))
+
+
+def test_describe_a_folder_of_plain_runs(tmp_path):
+    make_run(tmp_path / "set" / "a", model=model_config(normalization="layernorm"))
+    make_run(tmp_path / "set" / "b", model=model_config(normalization="batchnorm"))
+    target = describe_target(tmp_path / "set")
+    assert target.is_set and target.varying == ["model.normalization"]
+    assert [r.label for r in target.runs] == ["layernorm", "batchnorm"]
