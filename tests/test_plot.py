@@ -159,8 +159,10 @@ def test_single_cnn_run_draws_curves_and_the_filter_grid(tmp_path):
     run_dir = make_run(tmp_path / "cnn", model={"type": "three_layer_convnet",
                                                 "num_filters": 32, "filter_size": 7})
     rng = np.random.default_rng(0)
-    np.savez(run_dir / "checkpoint.npz", W1=rng.normal(size=(32, 3, 7, 7)),
+    # as the numpy Solver leaves it: params.npz (W1, b1, ...) beside checkpoint.pkl
+    np.savez(run_dir / "params.npz", W1=rng.normal(size=(32, 3, 7, 7)),
              b1=np.zeros(32), W2=rng.normal(size=(10, 10)))
+    (run_dir / "checkpoint.pkl").write_bytes(b"not read for plots")
     result = plot_folder(run_dir)
     assert result.target.kind == "run" and not result.target.is_set
     assert [p.name for p in result.figures] == ["curves.png", "filters.png"]

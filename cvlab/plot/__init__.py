@@ -112,7 +112,7 @@ def _extras(run: RunRecord, out_dir: Path, prefix: str = "") -> list[Path]:
     from cvlab.plot.images import plot_filters
 
     figures = []
-    if run.model_type == "three_layer_convnet" or "cnn" in run.model_type:
+    if run.model_type in ("three_layer_convnet", "challenge") or "cnn" in run.model_type:
         weights = first_layer_filters(run.path)
         if weights is not None:
             title = run.experiment or run.model_type

@@ -91,7 +91,7 @@ def latest_train_dir(outputs_root: Path) -> Path:
 def resolve_target(run: str, outputs_root: str | Path) -> Path:
     """The folder `run=` points at (`latest` or a path); UserError when it is not a run."""
     if run in ("latest", "", None):
-        return latest_train_dir(Path(outputs_root))
+        return latest_train_dir(Path(outputs_root)).resolve()
     path = Path(run).expanduser()
     if not path.exists():
         raise UserError(f"run={run} does not exist; pass a run or sweep folder "

@@ -190,7 +190,9 @@ def run_stats(frame: pd.DataFrame) -> dict[str, float]:
 
 # --- checkpoints -------------------------------------------------------------------------------
 
-CHECKPOINT_PATTERNS = ("checkpoint*.npz", "checkpoint*.pkl", "*.npz", "*.pkl", "*.pt", "*.pth")
+# numpy runs keep params.npz (W1, b1, ...) beside checkpoint.pkl; torch runs a .pt file
+CHECKPOINT_PATTERNS = ("params.npz", "checkpoint*.npz", "*.npz", "checkpoint*.pkl", "*.pkl",
+                       "checkpoint*.pt", "*.pt", "*.pth")
 
 
 def find_checkpoint(run_dir: Path) -> Path | None:

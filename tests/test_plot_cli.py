@@ -1,0 +1,46 @@
+"""`cvlab plot` through the console entry point: exit codes, summary.json, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from test_plot import make_run, make_sweep, weight_scale_jobs
+
+
+def cvlab(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "cvlab.cli", "plot", *args,
+               f"outputs_root={tmp_path / 'outputs'}"]
+    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+
+def plot_run_dirs(tmp_path: Path) -> list[Path]:
+    return sorted(p.parent for p in (tmp_path / "outputs" / "plot").rglob("summary.json"))
+
+
+def test_plot_latest_sweep_writes_plots_report_and_its_own_summary(tmp_path):
+    outputs = tmp_path / "outputs"
+    make_run(outputs / "train" / "2026-01-01" / "10-00-00-000000")
+    sweep = make_sweep(outputs / "train" / "multirun" / "2026-01-01" / "11-00-00-000000",
+                       weight_scale_jobs())
+    result = cvlab(tmp_path, "run=latest")
+    assert result.returncode == 0, result.stderr
+    assert (sweep / "plots" / "weight_scale.png").is_file()
+    assert (sweep / "report.md").is_file()
+    assert "best val acc" in result.stdout  # the rich table of key numbers
+    (run_dir,) = plot_run_dirs(tmp_path)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["target"] == str(sweep.resolve())
+    assert str(sweep / "plots" / "weight_scale.png") in summary["files"]
+    assert str(sweep / "report.md") in summary["files"]
+
+
+def test_bad_run_path_is_one_line_and_exit_2(tmp_path):
+    result = cvlab(tmp_path, f"run={tmp_path / 'nope'}")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cvlab plot: run=")
+    assert "does not exist" in lines[0] and "Traceback" not in result.stderr
