@@ -122,7 +122,8 @@ def test_weight_scale_sweep_figure_report_and_table(tmp_path):
     assert "![weight_scale](plots/weight_scale.png)" in report
     assert "diverged" in report
     assert len(result.table.rows) == 6
-    assert {row[2] for row in result.table.rows} == {"completed", "diverged"}
+    assert result.table.columns[:4] == ["job", "model", "weight scale", "status"]
+    assert result.table.rows[5][1:6] == ["baseline", "1.00e+00", "diverged", "0.1", "0.1"]
 
 
 def test_batch_size_sweep_lines_per_batch_size_plus_baseline(tmp_path):

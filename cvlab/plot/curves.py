@@ -36,9 +36,12 @@ def start_loss(run: RunRecord) -> float:
 
 
 def _plot_accuracy(ax, run: RunRecord, name: str, style: dict, label: str) -> bool:
+    from matplotlib.ticker import MaxNLocator
+
     epochs, accuracy = accuracy_series(run.metrics, name)
     if accuracy.size == 0:
         return False
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.plot(epochs, accuracy, marker="o", markersize=3, linewidth=1.2, label=label, **style)
     return True
 

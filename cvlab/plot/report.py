@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cvlab.plot.detect import Target
+from cvlab.plot.records import RunRecord
 from cvlab.runs import atomic_write_text
 
 KIND_TITLES = {
@@ -42,15 +44,33 @@ def key_table(target: Target) -> Table:
     title = f"{KIND_TITLES.get(target.kind, target.kind)}: {target.path}"
     if not target.is_set:
         return _single_run_table(target, title)
-    columns = ["job", "run", "status", "best train acc", "best val acc", "final loss",
+    settings = setting_columns(target)
+    columns = ["job", *settings, "status", "best train acc", "best val acc", "final loss",
                "wall time (s)"]
     rows = []
     for run in target.runs:
         wall = run.summary.get("wall_time_s", run.stats.get("elapsed_s"))
-        rows.append([run.path.name, run.label, run.status, fmt(run.stats.get("best_train_acc")),
-                     fmt(run.stats.get("best_val_acc")), fmt(run.stats.get("final_loss")),
-                     fmt(_number(wall))])
+        rows.append([run.path.name, *(cell(run) for cell in settings.values()), run.status,
+                     fmt(run.stats.get("best_train_acc")), fmt(run.stats.get("best_val_acc")),
+                     fmt(run.stats.get("final_loss")), fmt(_number(wall))])
     return Table(title, columns, rows)
+
+
+def setting_columns(target: Target) -> dict[str, Callable[[RunRecord], str]]:
+    """One table column per differing config key (baseline/normalization shown as `model`)."""
+    columns: dict[str, Callable[[RunRecord], str]] = {}
+    for key in target.varying:
+        if key in ("baseline", "model.normalization"):
+            columns["model"] = lambda run: ("baseline" if run.normalization == "none"
+                                            else str(run.normalization))
+        elif key == "model.weight_scale":
+            columns["weight scale"] = lambda run: f"{float(run.get('model.weight_scale')):.2e}"
+        else:
+            name = key.split(".")[-1] if key.startswith("model.") else key
+            columns[name.replace("_", " ")] = lambda run, key=key: fmt(run.get(key))
+    if not columns:
+        columns["run"] = lambda run: run.label
+    return columns
 
 
 def _number(value: Any) -> Any:
@@ -93,11 +113,15 @@ def print_table(table: Table) -> None:
 
     rich_table = RichTable(title=table.title)
     for column in table.columns:
-        rich_table.add_column(column, justify="left" if column in ("run", "metric", "status")
-                              else "right")
+        numeric = column in ("job", "weight scale") or column.endswith(("acc", "loss", "(s)"))
+        rich_table.add_column(column, justify="right" if numeric else "left",
+                              no_wrap=column in ("model", "run", "weight scale"))
     for row in table.rows:
         rich_table.add_row(*row)
-    Console(width=max(100, Console().width)).print(rich_table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(rich_table)
 
 
 def markdown_table(table: Table) -> str:
@@ -113,15 +137,15 @@ def markdown_table(table: Table) -> str:
 def write_report(target: Target, table: Table, figures: list[Path], notes: list[str]) -> Path:
     """`<target>/report.md`: what the folder holds, the figures (relative paths), the table."""
     heading = KIND_TITLES.get(target.kind, target.kind)
-    lines = [f"# {heading}: {target.path.name}", "", f"Folder: `{target.path}`"]
+    lines = [f"# {heading}: {target.path.name}", "", f"- Folder: `{target.path}`"]
     if target.is_set:
-        lines.append(f"Runs: {len(target.runs)}"
+        lines.append(f"- Runs: {len(target.runs)}"
                      + (f"; differing settings: {', '.join(f'`{k}`' for k in target.varying)}"
                         if target.varying else ""))
     datasets = sorted({str(r.summary.get("dataset") or r.get("dataset.name") or "")
                        for r in target.runs} - {""})
     if datasets:
-        lines.append(f"Dataset: {', '.join(datasets)}")
+        lines.append(f"- Dataset: {', '.join(datasets)}")
     lines.append("")
     lines += [f"> {note}" for note in notes]
     if notes:
