@@ -1,12 +1,142 @@
-"""`cvlab data`."""
+"""`cvlab data info | fetch`: what datasets are found where, and downloading CIFAR-10 (or COCO).
+
+`info` prints, per dataset, where it looked, what it found (format, counts) and the state of
+its cache; other datasets join the listing through an `info(root) -> list[dict]` function in
+their module (cvlab.data.coco, cvlab.data.shapes_captions), imported only when present.
+`fetch` downloads with torchvision's utilities (checksum verified); offline it fails with one
+line (exit 2).
+"""
 
 from __future__ import annotations
 
+import importlib
+import json
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cvlab.errors import NotAvailableYet
+from cvlab.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# Modules that may add rows to `cvlab data info` through `info(root) -> list[dict]`.
+INFO_HOOKS = ("cvlab.data.coco", "cvlab.data.shapes_captions")
 
 
 def main(cfg: Any, run_dir: Path) -> int:
-    raise NotAvailableYet("`cvlab data` is not available yet")
+    """Run `cvlab data <action>` with a validated DataConfig."""
+    from cvlab.runs import write_summary
+
+    if cfg.action == "info":
+        rows = collect_info(cfg.dataset)
+        log.info(format_info(rows))
+        (run_dir / "data_info.json").write_text(json.dumps(rows, indent=1, default=str) + "\n")
+        write_summary(run_dir, status="completed", dataset=cfg.dataset.name,
+                      metrics={"datasets": len(rows)})
+        return 0
+    if cfg.action == "fetch":
+        path = fetch(cfg.dataset, announce=_announce)
+        write_summary(run_dir, status="completed", dataset=cfg.dataset.name,
+                      metrics={}, path=str(path) if path else None)
+        return 0
+    raise UserError(f"action={cfg.action!r} is not allowed: one of info, fetch")
+
+
+def _announce(line: str) -> None:
+    log.info(line)  # the console and the run's log file
+
+
+def collect_info(dataset: Any) -> list[dict[str, Any]]:
+    """Info rows of every dataset (or only `dataset.name` when it names one)."""
+    from cvlab.data import cifar10
+
+    wanted = dataset.name
+    rows: list[dict[str, Any]] = []
+    if wanted in ("auto", "cifar10"):
+        rows += cifar10.info(dataset.root)
+    if wanted in ("auto", "synthetic"):
+        rows += synthetic_info(dataset)
+    if wanted in ("auto", "coco", "shapes_captions"):
+        root = dataset.root if wanted in ("coco", "shapes_captions") else None
+        for module_name in INFO_HOOKS:
+            for row in _hook_rows(module_name, root):
+                if wanted != "auto" and row.get("dataset") != wanted:
+                    continue
+                if row not in rows:
+                    rows.append(row)
+    if wanted == "auto":
+        chosen = "cifar10" if cifar10.find_source(cifar10.resolve_root(dataset.root)) \
+            else "synthetic"
+        for row in rows:
+            if row.get("dataset") == chosen:
+                row["used by dataset=auto"] = "yes"
+                break
+    return rows
+
+
+def _hook_rows(module_name: str, root: str | None) -> list[dict[str, Any]]:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name == module_name:
+            return []
+        raise
+    info: Callable[..., list[dict[str, Any]]] | None = getattr(module, "info", None)
+    if info is None:
+        return []
+    return list(info(root))
+
+
+def synthetic_info(dataset: Any) -> list[dict[str, Any]]:
+    from cvlab.data import synthetic
+    from cvlab.data.cache import ArrayCache
+    from cvlab.data.load import SYNTHETIC_CACHE_MIN_IMAGES, synthetic_cache_dir, synthetic_key
+
+    n_train, n_test, seed = dataset.synthetic_train, dataset.synthetic_test, dataset.synthetic_seed
+    found = (f"embedded, generated from seed {seed}: {n_train} train / {n_test} test images in "
+             f"{synthetic.NUM_CLASSES} classes ({', '.join(synthetic.CLASS_NAMES)})")
+    if n_train + n_test < SYNTHETIC_CACHE_MIN_IMAGES:
+        cache = "not cached (small sets are generated on each load)"
+    else:
+        folder = synthetic_cache_dir(n_train, n_test, seed)
+        state = ArrayCache(folder).state(synthetic_key(n_train, n_test, seed))
+        cache = {"valid": f"valid ({folder})",
+                 "missing": f"not built yet ({folder}); generated and cached on first use",
+                 "stale": f"stale ({folder}); regenerated on next use",
+                 "corrupt": f"corrupt ({folder}); regenerated on next use"}[state]
+    return [{"dataset": "synthetic", "looked in": "(nothing to look for: rendered in memory)",
+             "found": found, "cache": cache}]
+
+
+def format_info(rows: list[dict[str, Any]]) -> str:
+    """One block per row: the dataset name, then `key: value` lines."""
+    lines = []
+    for row in rows:
+        lines.append(str(row.get("dataset", "?")))
+        fields = {k: v for k, v in row.items() if k != "dataset"}
+        width = max((len(k) for k in fields), default=0)
+        lines += [f"  {k:<{width}} : {v}" for k, v in fields.items()]
+    return "\n".join(lines)
+
+
+def fetch(dataset: Any, announce: Callable[[str], None] = print) -> Path | None:
+    """Download the dataset named by `dataset.name` (auto means CIFAR-10)."""
+    name = dataset.name
+    if name in ("auto", "cifar10"):
+        from cvlab.data import cifar10
+
+        return cifar10.fetch(dataset.root, announce=announce)
+    if name == "synthetic":
+        announce("dataset: nothing to fetch: the synthetic set is generated locally")
+        return None
+    if name == "coco":
+        try:
+            from cvlab.data.coco import fetch_coco
+        except ImportError:
+            raise UserError("fetching COCO is not available in this version") from None
+        path = fetch_coco(dataset.root)
+        announce(f"dataset: COCO captioning ready at {path}")
+        return path
+    announce(f"dataset: nothing to fetch: {name} is generated locally on first use")
+    return None

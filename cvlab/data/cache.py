@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import mmap
 import os
 import tempfile
 import zlib
@@ -25,7 +26,6 @@ from cvlab.paths import cache_home
 
 META = "meta.json"
 FORMAT = 1
-_BLOCK = 1 << 23
 
 
 def fingerprint(files: Iterable[Path], base: Path | None = None) -> str:
@@ -39,25 +39,27 @@ def fingerprint(files: Iterable[Path], base: Path | None = None) -> str:
 
 
 def tree_fingerprint(top: Path) -> tuple[str, int]:
-    """Fingerprint and file count of every file under `top` (os.scandir; no file reads)."""
-    digest = hashlib.sha1()
+    """Fingerprint and file count of every file under `top`: (relative path, size, mtime)."""
+    lines: list[str] = []
     count = 0
-    stack = [top]
-    entries: list[tuple[str, int, int]] = []
+    stack = [(top, "")]
     while stack:
-        folder = stack.pop()
+        folder, prefix = stack.pop()
+        entries = []
         with os.scandir(folder) as it:
             for entry in it:
-                if entry.is_dir(follow_symlinks=True):
-                    stack.append(Path(entry.path))
-                elif not entry.name.startswith("."):
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir():
+                    stack.append((Path(entry.path), f"{prefix}{entry.name}/"))
+                else:
                     stat = entry.stat()
-                    entries.append((entry.path, stat.st_size, stat.st_mtime_ns))
-    base = str(top)
-    for path, size, mtime in sorted(entries):
-        digest.update(f"{path[len(base):]}\0{size}\0{mtime}\n".encode())
-        count += 1
-    return digest.hexdigest(), count
+                    entries.append(f"{prefix}{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}")
+        entries.sort()
+        count += len(entries)
+        lines.append(f"[{prefix}]\n" + "\n".join(entries))
+    lines.sort()
+    return hashlib.sha1("\n".join(lines).encode()).hexdigest(), count
 
 
 def is_writable_dir(folder: Path) -> bool:
@@ -87,11 +89,12 @@ def cache_dir_for(root: Path, dataset: str) -> Path:
 
 
 def crc32_file(path: Path) -> int:
-    crc = 0
+    """CRC-32 of a file's bytes (through a read-only memory map: no copy)."""
     with path.open("rb") as f:
-        while block := f.read(_BLOCK):
-            crc = zlib.crc32(block, crc)
-    return crc
+        if os.fstat(f.fileno()).st_size == 0:
+            return 0
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            return zlib.crc32(view)
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
@@ -102,6 +105,7 @@ def atomic_save_npy(path: Path, array: np.ndarray) -> None:
             np.save(f, np.ascontiguousarray(array), allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -116,6 +120,7 @@ def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
             json.dump(data, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -151,16 +156,16 @@ class ArrayCache:
             meta = json.loads((self.folder / META).read_text())
         except (OSError, ValueError):
             return None
-        return meta if isinstance(meta, dict) and meta.get("format") == FORMAT else None
+        return meta if isinstance(meta, dict) and meta.get("cache_format") == FORMAT else None
 
     def state(self, key: str) -> str:
-        """'missing', 'stale' (built for another source), 'corrupt' or 'valid'."""
+        """'missing', 'stale' (built for another source), 'corrupt' or 'valid' (full check)."""
         meta = self.read_meta()
         if meta is None:
             return "missing"
         if meta.get("key") != key:
             return "stale"
-        return "valid" if self._problem(meta) is None else "corrupt"
+        return "valid" if self._problem(meta, full=True) is None else "corrupt"
 
     def load(self, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
         """Memory-mapped arrays and the metadata, or None when missing, stale or corrupt."""
@@ -172,23 +177,30 @@ class ArrayCache:
         return arrays, meta
 
     def problem(self) -> str | None:
-        """Why the entry cannot be used (None when it can)."""
+        """Why the entry cannot be used (None when it can); checks every checksum."""
         meta = self.read_meta()
-        return "no metadata" if meta is None else self._problem(meta)
+        return "no metadata" if meta is None else self._problem(meta, full=True)
 
-    def _problem(self, meta: dict[str, Any]) -> str | None:
+    def _problem(self, meta: dict[str, Any], full: bool = False) -> str | None:
+        """Size, header and checksum checks of every file.
+
+        The checksum is skipped for a file whose size and mtime are still those recorded when
+        it was written (nothing rewrote it since) unless `full`.
+        """
         try:
             for name, spec in meta["arrays"].items():
                 path = self.folder / f"{name}.npy"
                 if not path.is_file():
                     return f"{path.name} is missing"
-                if path.stat().st_size != spec["bytes"]:
+                stat = path.stat()
+                if stat.st_size != spec["bytes"]:
                     return f"{path.name} has the wrong size"
                 array = np.load(path, mmap_mode="r")
                 if list(array.shape) != spec["shape"] or str(array.dtype) != spec["dtype"]:
                     return f"{path.name} has the wrong shape or dtype"
                 del array
-                if crc32_file(path) != spec["crc32"]:
+                untouched = stat.st_mtime_ns == spec.get("mtime_ns")
+                if (full or not untouched) and crc32_file(path) != spec["crc32"]:
                     return f"{path.name} fails its checksum"
         except (OSError, ValueError, KeyError, TypeError) as err:
             return f"unreadable ({err})"
@@ -203,8 +215,10 @@ class ArrayCache:
         for name, array in arrays.items():
             path = self.folder / f"{name}.npy"
             atomic_save_npy(path, array)
+            stat = path.stat()
             specs[name] = {"shape": list(array.shape), "dtype": str(array.dtype),
-                           "bytes": path.stat().st_size, "crc32": crc32_file(path)}
-        meta = {"format": FORMAT, "key": key, "arrays": specs, **extra}
+                           "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                           "crc32": crc32_file(path)}
+        meta = {"cache_format": FORMAT, "key": key, "arrays": specs, **extra}
         atomic_write_json(self.folder / META, meta)
         return meta

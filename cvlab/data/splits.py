@@ -106,15 +106,11 @@ def make_splits(
 
 
 def _take(array: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """array[index] as an in-memory C-contiguous copy (reads a memory map in sorted order)."""
+    """array[index] as an in-memory C-contiguous copy (also from a memory map)."""
     index = np.asarray(index, dtype=np.int64)
     if len(index) and np.all(index[1:] == index[:-1] + 1):
-        return np.ascontiguousarray(array[index[0]: index[-1] + 1])
-    order = np.argsort(index, kind="stable")
-    gathered = np.asarray(array[index[order]])  # sorted reads: sequential over the memory map
-    out = np.empty_like(gathered)
-    out[order] = gathered
-    return np.ascontiguousarray(out)
+        return np.array(array[index[0]: index[-1] + 1], order="C")
+    return np.ascontiguousarray(array[index])
 
 
 def mean_image(X: np.ndarray) -> np.ndarray:
