@@ -210,6 +210,20 @@ def test_conv_demo_run_collects_the_saved_images(tmp_path):
     assert_png(result.figures[0])
 
 
+def test_conv_demo_figure_from_the_saved_arrays(tmp_path):
+    run_dir = tmp_path / "demo"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"experiment": "conv_demo"}))
+    rng = np.random.default_rng(0)
+    np.save(run_dir / "conv_demo_inputs.npy", rng.uniform(0, 255, size=(2, 3, 16, 16)))
+    np.save(run_dir / "conv_demo_outputs.npy", rng.normal(size=(2, 2, 16, 16)))
+    (run_dir / "conv_demo").mkdir()  # the PNG copies are not drawn twice
+    np.save(run_dir / "conv_demo" / "input_0.npy", np.zeros((16, 16, 3)))
+    (figure,) = plot_folder(run_dir).figures
+    assert figure.name == "conv_demo.png"
+    assert_png(figure)
+
+
 def test_captioning_runs_go_to_the_captioning_plotter(tmp_path, monkeypatch):
     import cvlab.plot as plot
 

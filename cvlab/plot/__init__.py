@@ -27,7 +27,6 @@ __all__ = ["PlotResult", "plot_folder", "resolve_target", "describe_target"]
 log = logging.getLogger(__name__)
 
 MAX_CURVES = 12  # more runs than this in one curves figure is unreadable
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
 
 
 @dataclass
@@ -118,26 +117,10 @@ def _extras(run: RunRecord, out_dir: Path, prefix: str = "") -> list[Path]:
             title = run.experiment or run.model_type
             figures.append(plot_filters(weights, out_dir / f"{prefix}filters.png", title))
     if run.experiment == "conv_demo" or run.get("demo") is not None:
-        figures += _conv_demo(run, out_dir, prefix)
+        from cvlab.plot.images import plot_conv_demo
+
+        figures += plot_conv_demo(run.path, out_dir / f"{prefix}conv_demo.png")
     return figures
-
-
-def _conv_demo(run: RunRecord, out_dir: Path, prefix: str) -> list[Path]:
-    """The conv-demo inputs and filter outputs saved by the run, in one grid."""
-    from cvlab.plot.images import plot_image_grid, read_image
-
-    images = []
-    for path in sorted(run.path.rglob("*")):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or "plots" in path.parts[len(
-                run.path.parts):] or path.name.startswith("."):
-            continue
-        image = read_image(path)
-        if image is not None and image.ndim in (2, 3):
-            images.append((path.stem.replace("_", " "), image))
-    if not images:
-        return []
-    return [plot_image_grid(images, out_dir / f"{prefix}conv_demo.png",
-                            "conv demo: inputs and conv_forward_naive outputs")]
 
 
 def _status_notes(target: Target) -> list[str]:

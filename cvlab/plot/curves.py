@@ -35,6 +35,12 @@ def start_loss(run: RunRecord) -> float:
     return float(np.median(losses)) if losses.size else float("nan")
 
 
+def typical_start_loss(runs: list[RunRecord]) -> float:
+    """The lower median of the runs' starting losses (robust to a few exploding runs)."""
+    starts = sorted(v for v in (start_loss(run) for run in runs) if np.isfinite(v))
+    return starts[(len(starts) - 1) // 2] if starts else float("nan")
+
+
 def _plot_accuracy(ax, run: RunRecord, name: str, style: dict, label: str) -> bool:
     from matplotlib.ticker import MaxNLocator
 
@@ -61,7 +67,7 @@ def plot_run_curves(run: RunRecord, out_path: Path, title: str | None = None) ->
     loss_ax, acc_ax = axes[0], axes[1]
     _plot_loss(loss_ax, run, {"color": "tab:blue", "linestyle": "-"}, "training loss")
     loss_ax.set(title="Training loss", xlabel="Iteration", ylabel="Loss")
-    clip_loss_axis(loss_ax, [start_loss(run)])
+    clip_loss_axis(loss_ax, typical_start_loss([run]))
     drew = _plot_accuracy(acc_ax, run, "train_acc", {"color": "tab:blue", "linestyle": "-"},
                           "train")
     drew |= _plot_accuracy(acc_ax, run, "val_acc", {"color": "tab:orange", "linestyle": "-"},
@@ -90,7 +96,7 @@ def plot_compare_curves(runs: list[RunRecord], out_path: Path, title: str) -> Pa
         _plot_accuracy(axes[1], run, "train_acc", style, label)
         _plot_accuracy(axes[2], run, "val_acc", style, label)
     axes[0].set(title="Training loss", xlabel="Iteration", ylabel="Loss")
-    clip_loss_axis(axes[0], [start_loss(run) for run in runs])
+    clip_loss_axis(axes[0], typical_start_loss(runs))
     axes[1].set(title="Training accuracy", xlabel="Epoch", ylabel="Accuracy")
     axes[2].set(title="Validation accuracy", xlabel="Epoch", ylabel="Accuracy")
     for ax in axes:

@@ -9,6 +9,9 @@ import numpy as np
 
 from cvlab.plot.style import figure, pyplot, save
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
+CONV_DEMO_FILTERS = ("grayscale", "edges (Sobel, blue)")  # as cvlab.train.conv_demo
+
 
 def filter_grid(weights: np.ndarray, padding: int = 1, upper: float = 255.0) -> np.ndarray:
     """Tile first-layer filters into one image, each filter scaled to [0, upper] on its own.
@@ -69,7 +72,7 @@ def plot_image_grid(images: list[tuple[str, np.ndarray]], out_path: Path, title:
                     columns: int = 3) -> Path:
     """Named images in a grid of `columns` (gray for 2-D arrays), titles over each."""
     rows = max(1, math.ceil(len(images) / columns))
-    fig, axes = figure(columns, rows, panel=(3.2, 3.4))
+    fig, axes = figure(columns, rows, panel=(3.2, 3.7))
     for ax in axes:
         ax.axis("off")
     for ax, (name, image) in zip(axes, images):
@@ -92,3 +95,38 @@ def read_image(path: Path) -> np.ndarray | None:
         return image[..., :3] if image.ndim == 3 else image
     except (OSError, ValueError):
         return None
+
+
+def plot_conv_demo(run_dir: Path, out_path: Path) -> list[Path]:
+    """The course's conv-demo figure: per image, the input and each filter's response.
+
+    Reads conv_demo_inputs.npy (N, 3, H, W) and conv_demo_outputs.npy (N, F, H, W) when the
+    run saved them (each response scaled by its own min and max, as the course shows them);
+    otherwise every image saved in the run folder, in one grid. [] when there is none.
+    """
+    run_dir = Path(run_dir)
+    inputs_path = run_dir / "conv_demo_inputs.npy"
+    outputs_path = run_dir / "conv_demo_outputs.npy"
+    if inputs_path.is_file() and outputs_path.is_file():
+        inputs = np.load(inputs_path, allow_pickle=False)
+        outputs = np.load(outputs_path, allow_pickle=False)
+        names = list(CONV_DEMO_FILTERS[: outputs.shape[1]])
+        names += [f"filter {k}" for k in range(len(names), outputs.shape[1])]
+        images = []
+        for k in range(inputs.shape[0]):
+            images.append((f"image {k}: original", inputs[k]))
+            images += [(f"image {k}: {name}", outputs[k, f]) for f, name in enumerate(names)]
+        title = "conv demo: conv_forward_naive with hand-made 3x3 filters"
+        return [plot_image_grid(images, out_path, title, columns=1 + outputs.shape[1])]
+    images = []
+    for path in sorted(run_dir.rglob("*")):
+        inside = path.parts[len(run_dir.parts):]
+        if path.suffix.lower() not in IMAGE_SUFFIXES or "plots" in inside or \
+                path.name.startswith("."):
+            continue
+        image = read_image(path)
+        if image is not None and image.ndim in (2, 3):
+            images.append((path.stem.replace("_", " "), image))
+    if not images:
+        return []
+    return [plot_image_grid(images, out_path, "conv demo images")]

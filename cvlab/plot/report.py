@@ -41,7 +41,8 @@ def fmt(value: Any) -> str:
 
 def key_table(target: Target) -> Table:
     """One row per run: its label, status and the numbers computed from its metrics.csv."""
-    title = f"{KIND_TITLES.get(target.kind, target.kind)}: {target.path}"
+    short = "/".join(target.path.parts[-2:])
+    title = f"{KIND_TITLES.get(target.kind, target.kind)} {short}"
     if not target.is_set:
         return _single_run_table(target, title)
     settings = setting_columns(target)

@@ -52,16 +52,15 @@ def run_styles(labels: list[str]) -> list[dict[str, Any]]:
     return styles
 
 
-def clip_loss_axis(ax: Any, first_losses: list[float]) -> None:
-    """Keep diverging losses from flattening the others: cap the y axis at 1.5x the largest
-    typical starting loss when some curve goes above it."""
-    starts = [v for v in first_losses if np.isfinite(v)]
-    if not starts:
+def clip_loss_axis(ax: Any, start: float) -> None:
+    """Keep diverging losses from flattening the others: cap the y axis at 1.5x the typical
+    starting loss `start` when some curve goes above it."""
+    if not np.isfinite(start):
         return
-    top = 1.5 * max(starts)
+    top = 1.5 * start
     low, high = ax.get_ylim()
     if high > top:
-        ax.set_ylim(min(low, 0.0) if low < 0 else max(low, 0.0), top)
+        ax.set_ylim(max(low, 0.0) if low < top else 0.0, top)
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cvlab.plot.curves import dataset_note, plot_accuracy_per_epoch, start_loss
+from cvlab.plot.curves import dataset_note, plot_accuracy_per_epoch, typical_start_loss
 from cvlab.plot.detect import Target, run_label
 from cvlab.plot.records import RunRecord
 from cvlab.plot.style import figure, run_styles, save
@@ -28,8 +28,9 @@ PANELS = (
 
 
 def weight_scale_series(target: Target) -> dict[str, list[RunRecord]]:
-    """Runs grouped into lines (by every differing key but the weight scale), sorted by scale."""
-    keys = [k for k in target.varying if k != "model.weight_scale"]
+    """Runs grouped into lines (by every differing key but the weight scale and the seed),
+    sorted by scale; repeats of one scale (seeds) are averaged when plotted."""
+    keys = [k for k in target.varying if k not in ("model.weight_scale", "seed")]
     series: dict[str, list[RunRecord]] = defaultdict(list)
     for run in target.runs:
         if run.get("model.weight_scale") is None:
@@ -48,12 +49,10 @@ def plot_weight_scale(target: Target, out_path: Path) -> Path:
     """The course's three-panel weight-initialization figure (semilogx)."""
     fig, axes = figure(3, panel=(5.0, 4.0))
     series = weight_scale_series(target)
-    starts = [start_loss(run) for run in target.runs]
-    loss_cap = 1.5 * max((v for v in starts if np.isfinite(v)), default=math.inf)
+    loss_cap = 1.5 * typical_start_loss(target.runs)
     for (name, runs), style in zip(series.items(), run_styles(list(series))):
-        scales = np.array([float(r.get("model.weight_scale")) for r in runs])
         for ax, (key, _) in zip(axes, PANELS):
-            values = np.array([r.stats.get(key, math.nan) for r in runs], dtype=float)
+            scales, values = _mean_per_scale(runs, key)
             shown = np.isfinite(values)
             if key == "final_loss":
                 # diverged runs (no finite final loss, or far above the starting loss) are
@@ -63,7 +62,8 @@ def plot_weight_scale(target: Target, out_path: Path) -> Path:
                 if off.any():
                     ax.plot(scales[off], [0.96] * int(off.sum()), linestyle="none",
                             marker="x", markersize=8, color=style["color"],
-                            transform=ax.get_xaxis_transform(), label=f"{name}: diverged")
+                            transform=ax.get_xaxis_transform(),
+                            label=f"{name}: > {loss_cap:.3g} or diverged")
             ax.semilogx(scales[shown], values[shown], marker="o", markersize=4,
                         label=name, **style)
     for ax, (_, ylabel) in zip(axes, PANELS):
@@ -74,6 +74,17 @@ def plot_weight_scale(target: Target, out_path: Path) -> Path:
             ax.legend(fontsize="small")
     fig.suptitle(sweep_title(target, "Weight-scale sweep") + dataset_note(target.runs))
     return save(fig, out_path)
+
+
+def _mean_per_scale(runs: list[RunRecord], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct weight scales, mean of `key` over the runs at each scale); inf stays inf."""
+    by_scale: dict[float, list[float]] = defaultdict(list)
+    for run in runs:
+        by_scale[float(run.get("model.weight_scale"))].append(run.stats.get(key, math.nan))
+    scales = np.array(sorted(by_scale))
+    with np.errstate(invalid="ignore"):
+        values = np.array([np.mean(by_scale[s]) for s in scales], dtype=float)
+    return scales, values
 
 
 def plot_batch_size(target: Target, out_path: Path) -> Path:
@@ -100,7 +111,8 @@ def sweep_title(target: Target, default: str) -> str:
     models = sorted({r.model_type for r in target.runs if r.model_type})
     normalizations = sorted({r.normalization for r in target.runs
                              if r.normalization and r.normalization != "none"})
-    parts = [", ".join(experiments) or default]
+    named = [name for name in experiments if name.replace("_", "-") not in default.lower()]
+    parts = [default + (f" ({', '.join(named)})" if named else "")]
     if models:
         parts.append(" / ".join(models) + (f" ({', '.join(normalizations)})"
                                            if normalizations else ""))
