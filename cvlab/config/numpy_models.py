@@ -1,4 +1,5 @@
-"""Schemas of the numpy models (`cvlab train model=fc|bn_fc|ln_fc|dropout_fc|cnn`)."""
+"""Schemas of the numpy models (`cvlab train model=fc|bn_fc|ln_fc|dropout_fc|cnn`)
+and of the conv demo (`experiment=conv_demo`)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,22 @@ class ThreeLayerConvNetConfig:
         check_positive("weight_scale", self.weight_scale)
         check(self.reg >= 0, "reg", self.reg, "a number >= 0")
         check_choice("dtype", self.dtype, DTYPES)
+
+
+@MODELS.register("conv_demo")
+@dataclass
+class ConvDemoConfig:
+    """The conv demo (`experiment=conv_demo`): grayscale and edge filters on two images.
+
+    `images`: image files (any format Pillow reads); empty = the two built-in images
+    (matplotlib's sample photo when present, and a generated scene). Images are resized to
+    `image_size` x `image_size` before filtering.
+    """
+
+    family: ClassVar[str] = "numpy"
+    type: str = "conv_demo"
+    images: list[str] = field(default_factory=list)
+    image_size: int = 200
+
+    def __post_init__(self) -> None:
+        check(self.image_size >= 3, "image_size", self.image_size, "an integer >= 3")

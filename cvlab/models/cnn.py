@@ -1,0 +1,112 @@
+"""ThreeLayerConvNet: the course's small convolutional network (numpy, fast conv/pool layers).
+
+    conv (F filters HHxWW, stride 1, pad (HH-1)//2) - relu - 2x2 max pool (stride 2)
+    - affine (hidden_dim) - relu - affine (num_classes) - softmax
+Parameters: W1 (F, C, HH, WW), b1 (F,), W2 (F*H/2*W/2, hidden_dim), b2, W3 (hidden_dim, C'), b3.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cvlab.layers import (
+    affine_backward,
+    affine_forward,
+    relu_backward,
+    relu_forward,
+    softmax_loss,
+)
+from cvlab.models.fc_net import draw_normal
+
+try:  # the compiled / vectorized layers; the naive ones until they are available
+    from cvlab.layers import (
+        conv_backward_fast as conv_backward,
+    )
+    from cvlab.layers import (
+        conv_forward_fast as conv_forward,
+    )
+    from cvlab.layers import (
+        max_pool_backward_fast as max_pool_backward,
+    )
+    from cvlab.layers import (
+        max_pool_forward_fast as max_pool_forward,
+    )
+except ImportError:  # pragma: no cover - only while the fast layers are missing
+    from cvlab.layers import conv_backward_naive as conv_backward
+    from cvlab.layers import conv_forward_naive as conv_forward
+    from cvlab.layers import max_pool_backward_naive as max_pool_backward
+    from cvlab.layers import max_pool_forward_naive as max_pool_forward
+
+
+class ThreeLayerConvNet:
+    """conv - relu - 2x2 max pool - affine - relu - affine - softmax on (N, C, H, W) inputs.
+
+    Weights are drawn from `rng` (default: numpy's global RNG) in the course's order:
+    W1, W2, W3 (each weight_scale * randn), biases zero.
+    """
+
+    def __init__(
+        self,
+        input_dim: tuple[int, int, int] = (3, 32, 32),
+        num_filters: int = 32,
+        filter_size: int = 7,
+        hidden_dim: int = 100,
+        num_classes: int = 10,
+        weight_scale: float = 1e-3,
+        reg: float = 0.0,
+        dtype: Any = np.float32,
+        rng: Any = None,
+    ) -> None:
+        rng = np.random if rng is None else rng
+        self.params: dict[str, np.ndarray] = {}
+        self.reg = reg
+        self.dtype = dtype
+        C, H, W = input_dim
+        self.params["W1"] = weight_scale * draw_normal(
+            rng, (num_filters, C, filter_size, filter_size)
+        )
+        self.params["b1"] = np.zeros(num_filters)
+        self.params["W2"] = weight_scale * draw_normal(
+            rng, (num_filters * (H // 2) * (W // 2), hidden_dim)
+        )
+        self.params["b2"] = np.zeros(hidden_dim)
+        self.params["W3"] = weight_scale * draw_normal(rng, (hidden_dim, num_classes))
+        self.params["b3"] = np.zeros(num_classes)
+        for name, value in self.params.items():
+            self.params[name] = value.astype(dtype)
+
+    def loss(self, X: np.ndarray, y: np.ndarray | None = None) -> Any:
+        """Scores (N, C') when y is None; else (loss, grads) with the keys of params."""
+        X = X.astype(self.dtype, copy=False)
+        W1, b1 = self.params["W1"], self.params["b1"]
+        W2, b2 = self.params["W2"], self.params["b2"]
+        W3, b3 = self.params["W3"], self.params["b3"]
+        filter_size = W1.shape[2]
+        conv_param = {"stride": 1, "pad": (filter_size - 1) // 2}
+        pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
+
+        conv_out, conv_cache = conv_forward(X, W1, b1, conv_param)
+        relu1_out, relu1_cache = relu_forward(conv_out)
+        pool_out, pool_cache = max_pool_forward(relu1_out, pool_param)
+        hidden, affine2_cache = affine_forward(pool_out, W2, b2)
+        hidden_relu, relu2_cache = relu_forward(hidden)
+        scores, affine3_cache = affine_forward(hidden_relu, W3, b3)
+        if y is None:
+            return scores
+
+        data_loss, dscores = softmax_loss(scores, y)
+        reg_loss = 0.5 * self.reg * sum(float(np.sum(w * w)) for w in (W1, W2, W3))
+        loss = data_loss + reg_loss
+
+        grads: dict[str, np.ndarray] = {}
+        dhidden_relu, grads["W3"], grads["b3"] = affine_backward(dscores, affine3_cache)
+        dhidden = relu_backward(dhidden_relu, relu2_cache)
+        dpool, grads["W2"], grads["b2"] = affine_backward(dhidden, affine2_cache)
+        drelu1 = max_pool_backward(dpool, pool_cache)
+        dconv = relu_backward(drelu1, relu1_cache)
+        _, grads["W1"], grads["b1"] = conv_backward(dconv, conv_cache)
+        for name in ("W1", "W2", "W3"):
+            grads[name] += self.reg * self.params[name]
+        return loss, grads
