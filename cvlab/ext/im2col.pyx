@@ -37,12 +37,18 @@ cdef inline Py_ssize_t _end_valid(Py_ssize_t offset, Py_ssize_t stride, Py_ssize
 
 
 def im2col(floating[:, :, :, ::1] x, Py_ssize_t HH, Py_ssize_t WW, Py_ssize_t pad,
-           Py_ssize_t stride, Py_ssize_t H_out, Py_ssize_t W_out):
-    """x (N, C, H, W) C-contiguous -> cols (C * HH * WW, N * H_out * W_out), same dtype."""
+           Py_ssize_t stride, Py_ssize_t H_out, Py_ssize_t W_out, out=None):
+    """x (N, C, H, W) C-contiguous -> cols (C * HH * WW, N * H_out * W_out), same dtype.
+
+    `out`, when given, is a C-contiguous array of that shape and dtype to write into.
+    """
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t P = H_out * W_out
     dtype = np.float32 if floating is float else np.float64
-    cols_array = np.empty((C * HH * WW, N * P), dtype=dtype)
+    if out is None:
+        cols_array = np.empty((C * HH * WW, N * P), dtype=dtype)
+    else:
+        cols_array = out
     cdef floating[:, ::1] cols = cols_array
     cdef Py_ssize_t c, di, dj, n, i, j, k, row, j_lo, j_hi, base
     cdef floating* dst
@@ -78,11 +84,18 @@ def im2col(floating[:, :, :, ::1] x, Py_ssize_t HH, Py_ssize_t WW, Py_ssize_t pa
 
 def col2im(floating[:, ::1] cols, Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
            Py_ssize_t HH, Py_ssize_t WW, Py_ssize_t pad, Py_ssize_t stride,
-           Py_ssize_t H_out, Py_ssize_t W_out):
-    """cols (C * HH * WW, N * H_out * W_out) -> dx (N, C, H, W): the adjoint of im2col."""
+           Py_ssize_t H_out, Py_ssize_t W_out, out=None):
+    """cols (C * HH * WW, N * H_out * W_out) -> dx (N, C, H, W): the adjoint of im2col.
+
+    `out`, when given, is a C-contiguous (N, C, H, W) array to overwrite with the result.
+    """
     cdef Py_ssize_t P = H_out * W_out
     dtype = np.float32 if floating is float else np.float64
-    dx_array = np.zeros((N, C, H, W), dtype=dtype)
+    if out is None:
+        dx_array = np.zeros((N, C, H, W), dtype=dtype)
+    else:
+        dx_array = out
+        dx_array.fill(0)
     cdef floating[:, :, :, ::1] dx = dx_array
     cdef Py_ssize_t c, di, dj, n, i, j, k, row, j_lo, j_hi
     cdef const floating* src

@@ -85,40 +85,99 @@ def _float_dtype(*arrays: np.ndarray) -> np.dtype:
     return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
+# The batch is processed in chunks of whole images whose columns take at most this many
+# bytes, so that each chunk's im2col output stays in the CPU cache while its GEMM reads it
+# (on a memory-bound machine a 60 MB column matrix costs more to write and read than the GEMM
+# itself). A batch that fits is one chunk: one im2col and one GEMM.
+CHUNK_BYTES = 4 << 20
+
+
+def _images_per_chunk(N: int, cols_per_image: int, itemsize: int) -> int:
+    return max(1, min(N, CHUNK_BYTES // max(1, cols_per_image * itemsize)))
+
+
 def conv_forward_fast(x: np.ndarray, w: np.ndarray, b: np.ndarray,
                       conv_param: dict) -> tuple[np.ndarray, tuple]:
     """Fast conv_forward_naive: x (N, C, H, W), w (F, C, HH, WW), b (F,),
-    conv_param 'stride', 'pad' -> (out (N, F, H', W'), cache)."""
+    conv_param 'stride', 'pad' -> (out (N, F, H', W'), cache).
+
+    Per chunk of images: cols = im2col(x[chunk]) (C*HH*WW, n*H'*W') and one GEMM
+    w (F, C*HH*WW) @ cols, written to out (N, F, H', W') with the bias.
+    """
     stride, pad, N, F, H_out, W_out = conv_output_shape(x, w, b, conv_param)
-    _, _, HH, WW = w.shape
+    _, C, HH, WW = w.shape
     dtype = _float_dtype(x, w)
+    kernels = _active[0]
     x = _float_array(x, dtype)
     w_rows = _float_array(w, dtype).reshape(F, -1)
-    cols = _active[0].im2col(x, HH, WW, pad, stride, H_out, W_out)
-    out_rows = w_rows @ cols  # (F, N * H' * W'): the one GEMM
+    bias = np.asarray(b, dtype=dtype).reshape(1, F, 1, 1)
+    K, P = C * HH * WW, H_out * W_out
+    chunk = _images_per_chunk(N, K * P, dtype.itemsize)
     out = np.empty((N, F, H_out, W_out), dtype=dtype)
-    np.add(out_rows.reshape(F, N, H_out, W_out).transpose(1, 0, 2, 3),
-           np.asarray(b, dtype=dtype).reshape(1, F, 1, 1), out=out)
-    return out, (x, w, b, conv_param, cols)
+    cols_buffer = np.empty(K * chunk * P, dtype=dtype)
+    gemm_buffer = np.empty(F * chunk * P, dtype=dtype) if chunk > 1 else None
+    cols = None
+    for start in range(0, N, chunk):
+        stop = min(N, start + chunk)
+        count = stop - start
+        cols = kernels.im2col(x[start:stop], HH, WW, pad, stride, H_out, W_out,
+                              out=cols_buffer[:K * count * P].reshape(K, count * P))
+        if count == 1:  # (F, H'*W') is already the layout of out[start]
+            np.matmul(w_rows, cols, out=out[start].reshape(F, P))
+            out[start] += bias[0]
+        else:
+            rows = np.matmul(w_rows, cols, out=gemm_buffer[:F * count * P].reshape(F, count * P))
+            np.add(rows.reshape(F, count, H_out, W_out).transpose(1, 0, 2, 3), bias,
+                   out=out[start:stop])
+    # One chunk: keep its columns for the backward; several: the backward recomputes them.
+    kept_cols = cols if chunk >= N else None
+    return out, (x, w, b, conv_param, kept_cols)
 
 
 def conv_backward_fast(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray,
                                                                 np.ndarray]:
-    """Fast conv_backward_naive: dout (N, F, H', W') -> (dx, dw, db) shaped like x, w, b."""
-    x, w, b, conv_param, cols = cache
+    """Fast conv_backward_naive: dout (N, F, H', W') -> (dx, dw, db) shaped like x, w, b.
+
+    Per chunk of images: dw += dout_rows @ cols.T and dcols = w.T @ dout_rows (two GEMMs),
+    then col2im(dcols) into dx.
+    """
+    x, w, b, conv_param, kept_cols = cache
     N, C, H, W = x.shape
     F, _, HH, WW = w.shape
-    _, F_out, H_out, W_out = dout.shape
-    stride, pad = int(conv_param.get("stride", 1)), int(conv_param.get("pad", 0))
-    dtype = cols.dtype
-    # (F, N * H' * W'), the layout of the forward's GEMM output.
-    dout_rows = _float_array(np.asarray(dout, dtype=dtype).transpose(1, 0, 2, 3), dtype)
-    dout_rows = dout_rows.reshape(F, -1)
-    db = dout_rows.sum(axis=1).astype(np.result_type(b, dtype), copy=False)
-    dw = (dout_rows @ cols.T).reshape(w.shape)
-    dcols = _float_array(w, dtype).reshape(F, -1).T @ dout_rows
-    dx = _active[0].col2im(dcols, N, C, H, W, HH, WW, pad, stride, H_out, W_out)
-    return dx, dw, db
+    stride, pad, _, _, H_out, W_out = conv_output_shape(x, w, b, conv_param)
+    if np.shape(dout) != (N, F, H_out, W_out):
+        raise ValueError(f"conv backward: dout {np.shape(dout)} must have the forward's output "
+                         f"shape {(N, F, H_out, W_out)}")
+    dtype = x.dtype
+    kernels = _active[0]
+    dout = _float_array(dout, dtype)
+    w_rows_t = _float_array(w, dtype).reshape(F, -1).T
+    K, P = C * HH * WW, H_out * W_out
+    chunk = N if kept_cols is not None else _images_per_chunk(N, K * P, dtype.itemsize)
+    dx = np.empty((N, C, H, W), dtype=dtype)
+    dw_rows = np.zeros((F, K), dtype=dtype)
+    cols_buffer = np.empty(K * chunk * P, dtype=dtype) if kept_cols is None else None
+    dcols_buffer = np.empty(K * chunk * P, dtype=dtype)
+    dout_buffer = np.empty(F * chunk * P, dtype=dtype) if chunk > 1 else None
+    for start in range(0, N, chunk):
+        stop = min(N, start + chunk)
+        count = stop - start
+        cols = kept_cols
+        if cols is None:
+            cols = kernels.im2col(x[start:stop], HH, WW, pad, stride, H_out, W_out,
+                                  out=cols_buffer[:K * count * P].reshape(K, count * P))
+        if count == 1:
+            dout_rows = dout[start].reshape(F, P)
+        else:  # (F, n * H' * W'): the layout of the forward's GEMM output
+            dout_rows = dout_buffer[:F * count * P].reshape(F, count * P)
+            dout_rows.reshape(F, count, H_out, W_out)[...] = dout[start:stop].transpose(1, 0, 2, 3)
+        dw_rows += dout_rows @ cols.T
+        dcols = np.matmul(w_rows_t, dout_rows,
+                          out=dcols_buffer[:K * count * P].reshape(K, count * P))
+        kernels.col2im(dcols, count, C, H, W, HH, WW, pad, stride, H_out, W_out,
+                       out=dx[start:stop])
+    db = dout.sum(axis=(0, 2, 3)).astype(np.result_type(b, dtype), copy=False)
+    return dx, dw_rows.reshape(w.shape), db
 
 
 def max_pool_forward_fast(x: np.ndarray, pool_param: dict) -> tuple[np.ndarray, tuple]:

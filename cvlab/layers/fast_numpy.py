@@ -27,24 +27,33 @@ def _windows(x: np.ndarray, height: int, width: int, stride: int, H_out: int,
 
 
 def im2col(x: np.ndarray, HH: int, WW: int, pad: int, stride: int, H_out: int,
-           W_out: int) -> np.ndarray:
-    """x (N, C, H, W) -> cols (C * HH * WW, N * H_out * W_out), same layout as cvlab.ext."""
+           W_out: int, out: np.ndarray | None = None) -> np.ndarray:
+    """x (N, C, H, W) -> cols (C * HH * WW, N * H_out * W_out), same layout as cvlab.ext;
+    written into `out` when given."""
     N, C = x.shape[:2]
     windows = _windows(_pad(x, pad), HH, WW, stride, H_out, W_out)
     # (C, HH, WW, N, H_out, W_out): rows (c, di, dj), columns (n, i, j)
-    return windows.transpose(1, 2, 3, 0, 4, 5).reshape(C * HH * WW, N * H_out * W_out)
+    if out is None:
+        out = np.empty((C * HH * WW, N * H_out * W_out), dtype=x.dtype)
+    out.reshape(C, HH, WW, N, H_out, W_out)[...] = windows.transpose(1, 2, 3, 0, 4, 5)
+    return out
 
 
 def col2im(cols: np.ndarray, N: int, C: int, H: int, W: int, HH: int, WW: int, pad: int,
-           stride: int, H_out: int, W_out: int) -> np.ndarray:
-    """cols (C * HH * WW, N * H_out * W_out) -> dx (N, C, H, W), the adjoint of im2col."""
+           stride: int, H_out: int, W_out: int, out: np.ndarray | None = None) -> np.ndarray:
+    """cols (C * HH * WW, N * H_out * W_out) -> dx (N, C, H, W), the adjoint of im2col;
+    written into `out` when given."""
     dx_pad = np.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=cols.dtype)
     blocks = cols.reshape(C, HH, WW, N, H_out, W_out).transpose(3, 0, 1, 2, 4, 5)
     row_end, col_end = stride * (H_out - 1) + 1, stride * (W_out - 1) + 1
     for di in range(HH):
         for dj in range(WW):
             dx_pad[:, :, di:di + row_end:stride, dj:dj + col_end:stride] += blocks[:, :, di, dj]
-    return dx_pad[:, :, pad:pad + H, pad:pad + W] if pad else dx_pad
+    dx = dx_pad[:, :, pad:pad + H, pad:pad + W] if pad else dx_pad
+    if out is None:
+        return dx
+    out[...] = dx
+    return out
 
 
 def max_pool_forward(x: np.ndarray, pool_height: int, pool_width: int, stride: int,
