@@ -1,12 +1,98 @@
-"""`cvlab gradcheck`."""
+"""`cvlab gradcheck layer=<name>|all`: analytic vs numeric gradients of registered checks.
+
+Each check (cvlab.checks registry) runs on seeded float64 inputs; a rich table per check shows
+each input or parameter, its relative error, the tolerance and PASS/FAIL. The same rows go to
+run_dir/gradcheck.csv (written as they come), and summary.json records the counts.
+Exit code 0 when every row passes, 1 when any fails; an unknown name is a UserError (exit 2).
+"""
 
 from __future__ import annotations
 
+import csv
+import logging
+import time
+import traceback
 from pathlib import Path
-from typing import Any
 
-from cvlab.errors import NotAvailableYet
+import numpy as np
+from rich.table import Table
+
+from cvlab.checks import CheckRow, load_checks
+from cvlab.config.commands import GradcheckConfig
+from cvlab.errors import UserError
+from cvlab.progress import console
+from cvlab.runs import write_summary
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = ("layer", "what", "rel_error", "tolerance", "passed")
 
 
-def main(cfg: Any, run_dir: Path) -> int:
-    raise NotAvailableYet("`cvlab gradcheck` is not available yet")
+def select_checks(layer: str, names: list[str]) -> list[str]:
+    """The check names to run for `layer=<layer>` ('all' or one registered name)."""
+    if layer == "all":
+        return names
+    if layer in names:
+        return [layer]
+    raise UserError(f"layer={layer} is not a registered gradient check; valid names: all, "
+                    f"{', '.join(names)} (e.g. cvlab gradcheck layer=conv)")
+
+
+def run_check(name: str, check, seed: int) -> list[CheckRow]:
+    """Run one check with its own RandomState(seed); a crash becomes one failing row."""
+    try:
+        return check(np.random.RandomState(seed))
+    except Exception as err:  # a broken layer must not hide the other checks' results
+        log.error("check %s raised:\n%s", name, "".join(traceback.format_exception(err)))
+        return [CheckRow(f"error: {type(err).__name__}: {err}", float("inf"), 0.0)]
+
+
+def table_of(name: str, rows: list[CheckRow], seconds: float) -> Table:
+    table = Table(title=f"gradcheck {name} ({seconds:.2f}s)", title_justify="left")
+    table.add_column("input / parameter")
+    table.add_column("rel error", justify="right")
+    table.add_column("tolerance", justify="right")
+    table.add_column("result")
+    for row in rows:
+        result = "[green]PASS[/green]" if row.passed else "[bold red]FAIL[/bold red]"
+        table.add_row(row.what, f"{row.rel_error:.2e}", f"{row.tolerance:.0e}", result)
+    return table
+
+
+def main(cfg: GradcheckConfig, run_dir: Path) -> int:
+    checks = load_checks()
+    names = select_checks(cfg.layer, list(checks))
+    start = time.perf_counter()
+    write_summary(run_dir, status="running", layer=cfg.layer, seed=cfg.seed)
+    failed_layers: list[str] = []
+    num_rows = num_failed = 0
+    with (run_dir / "gradcheck.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for name in names:
+            check_start = time.perf_counter()
+            rows = run_check(name, checks[name], cfg.seed)
+            seconds = time.perf_counter() - check_start
+            console.print(table_of(name, rows, seconds))
+            for row in rows:
+                writer.writerow([name, row.what, repr(float(row.rel_error)), row.tolerance,
+                                 row.passed])
+            f.flush()
+            failures = [row for row in rows if not row.passed]
+            num_rows += len(rows)
+            num_failed += len(failures)
+            if failures:
+                failed_layers.append(name)
+            log.info("%s: %d rows, %d failed (%.2fs)", name, len(rows), len(failures), seconds)
+    wall_time = time.perf_counter() - start
+    passed = not failed_layers
+    verdict = (f"[green]all {num_rows} gradient checks passed[/green]" if passed else
+               f"[bold red]{num_failed} of {num_rows} gradient checks failed[/bold red] in "
+               f"{', '.join(failed_layers)}")
+    console.print(f"{verdict} ({len(names)} layers, {wall_time:.1f}s); rows in "
+                  f"{run_dir / 'gradcheck.csv'}")
+    write_summary(run_dir, status="completed" if passed else "failed", wall_time_s=wall_time,
+                  metrics={"layers": len(names), "checks": num_rows,
+                           "passed": num_rows - num_failed, "failed": num_failed,
+                           "failed_layers": failed_layers})
+    return 0 if passed else 1
