@@ -74,7 +74,7 @@ def plot_run_curves(run: RunRecord, out_path: Path, title: str | None = None) ->
                            "val")
     acc_ax.set(title="Accuracy", xlabel="Epoch", ylabel="Accuracy")
     if drew:
-        acc_ax.legend(loc="lower right")
+        acc_ax.legend(loc="best")
     else:
         acc_ax.text(0.5, 0.5, "no accuracy logged", ha="center", va="center",
                     transform=acc_ax.transAxes)
@@ -116,6 +116,6 @@ def plot_accuracy_per_epoch(runs: list[RunRecord], out_path: Path, title: str) -
     axes[1].set(title="Validation accuracy", xlabel="Epoch", ylabel="Accuracy")
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small", loc="lower right")
+            ax.legend(fontsize="small", loc="best")
     fig.suptitle(title + dataset_note(runs))
     return save(fig, out_path)

@@ -21,6 +21,11 @@ KIND_TITLES = {
 }
 
 
+# summary.json metrics worth a row in a single run's table (the rest echo the config)
+SUMMARY_KEYS = ("test_acc", "final_train_acc", "final_val_acc", "train_images_per_s",
+                "images_per_s", "bleu", "device")
+
+
 @dataclass
 class Table:
     title: str
@@ -101,7 +106,8 @@ def _single_run_table(target: Target, title: str) -> Table:
     metrics = run.summary.get("metrics")
     if isinstance(metrics, dict):
         for key, value in metrics.items():
-            if key not in shown and not isinstance(value, (dict, list)):
+            if key not in shown and key.startswith(SUMMARY_KEYS) and \
+                    not isinstance(value, (dict, list)):
                 items.append((f"summary: {key}", _number(value)))
     rows = [[name, fmt(value)] for name, value in items if fmt(value) != ""]
     return Table(title, ["metric", "value"], rows)

@@ -53,14 +53,13 @@ def run_styles(labels: list[str]) -> list[dict[str, Any]]:
 
 
 def clip_loss_axis(ax: Any, start: float) -> None:
-    """Keep diverging losses from flattening the others: cap the y axis at 1.5x the typical
-    starting loss `start` when some curve goes above it."""
-    if not np.isfinite(start):
+    """Keep an exploding loss from flattening the other curves: when some curve goes above
+    10x the typical starting loss `start`, cap the y axis at 3x it."""
+    if not np.isfinite(start) or start <= 0:
         return
-    top = 1.5 * start
     low, high = ax.get_ylim()
-    if high > top:
-        ax.set_ylim(max(low, 0.0) if low < top else 0.0, top)
+    if high > 10 * start:
+        ax.set_ylim(max(low, 0.0), 3 * start)
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
