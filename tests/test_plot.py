@@ -187,14 +187,36 @@ def test_filter_grid_scales_each_filter_and_keeps_its_place():
     assert np.all(grid[3:5, 3:5] == 0)  # the constant filter 4 (row 1, col 1) is flat
 
 
-def test_torch_run_with_schedule_and_pt_checkpoint(tmp_path):
-    torch = pytest.importorskip("torch")
-    run_dir = make_run(tmp_path / "torch", model={"type": "torch_cnn", "api": "sequential"},
+def test_torch_run_with_a_schedule_gets_a_learning_rate_panel(tmp_path):
+    run_dir = make_run(tmp_path / "torch", model={"type": "torch_fc", "api": "module"},
                        lr_decay=0.5)
-    torch.save({"model": {"0.weight": torch.zeros(16, 3, 5, 5) + torch.arange(5.0),
-                          "0.bias": torch.zeros(16)}}, run_dir / "checkpoint.pt")
+    result = plot_folder(run_dir)
+    assert [p.name for p in result.figures] == ["curves.png"]
+    assert_png(result.figures[0])
+    wide = imread_shape(result.figures[0])
+    flat = imread_shape(plot_folder(make_run(tmp_path / "flat", model={"type": "torch_fc"}))
+                        .figures[0])
+    assert wide[1] > 1.3 * flat[1]  # three panels (loss, accuracy, lr) instead of two
+
+
+def imread_shape(path: Path) -> tuple[int, ...]:
+    from matplotlib.image import imread
+
+    return imread(path).shape
+
+
+@pytest.mark.slow  # importing torch alone takes seconds
+def test_torch_cnn_filters_from_checkpoint_pt(tmp_path):
+    torch = pytest.importorskip("torch")
+    run_dir = make_run(tmp_path / "torch", model={"type": "torch_cnn", "api": "sequential"})
+    weight = torch.randn(16, 3, 5, 5)
+    torch.save({"model": {"0.weight": weight, "0.bias": torch.zeros(16)}, "epoch": 1},
+               run_dir / "checkpoint.pt")
     result = plot_folder(run_dir)
     assert [p.name for p in result.figures] == ["curves.png", "filters.png"]
+    from cvlab.plot.records import first_layer_filters
+
+    np.testing.assert_allclose(first_layer_filters(run_dir), weight.numpy())
 
 
 def test_conv_demo_run_collects_the_saved_images(tmp_path):
