@@ -14,7 +14,7 @@ from cvlab.errors import UserError
 from cvlab.plot import plot_folder, resolve_target
 from cvlab.plot.detect import describe_target
 from cvlab.plot.images import filter_grid
-from cvlab.plot.records import final_loss, load_run
+from cvlab.plot.records import accuracy_series, final_loss, load_run
 from cvlab.plot.sweeps import weight_scale_series
 from cvlab.runs import MetricsLogger, summarize_sweep, write_summary
 
@@ -102,6 +102,27 @@ def test_final_loss_is_the_mean_of_the_last_100_iterations(tmp_path):
     assert run.stats["best_val_acc"] == pytest.approx(0.48)
     diverged = load_run(make_run(tmp_path / "bad", losses=[2.0, math.nan]))
     assert final_loss(diverged.metrics) == math.inf
+
+
+@pytest.mark.parametrize("style", ["numpy", "torch"])
+def test_end_of_epoch_checks_sit_at_whole_epochs(tmp_path, style):
+    """numpy Solver: iteration t+1 logged under the epoch count after it, checks on the same
+    row; torch trainer: loss rows under the epoch index, a check row after each epoch."""
+    per_epoch, lines = 4, ["iteration,epoch,loss,train_acc,val_acc"]
+    for t in range(3 * per_epoch):
+        if style == "numpy":
+            epoch = (t + 1) // per_epoch
+            check = t == 0 or (t + 1) % per_epoch == 0
+            accuracy = f"{epoch / 10},{epoch / 10}" if check else ","
+            lines.append(f"{t + 1},{epoch},2.0,{accuracy}")
+        else:
+            lines.append(f"{t + 1},{t // per_epoch},2.0,,")
+            if (t + 1) % per_epoch == 0:
+                lines.append(f"{t + 1},{t // per_epoch},,0.5,0.5")
+    (tmp_path / "metrics.csv").write_text("\n".join(lines) + "\n")
+    epochs, _ = accuracy_series(load_run(tmp_path).metrics, "val_acc")
+    ends = epochs[-3:]
+    np.testing.assert_allclose(ends, [1, 2, 3])
 
 
 def test_weight_scale_sweep_figure_report_and_table(tmp_path):

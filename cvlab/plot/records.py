@@ -146,10 +146,30 @@ def loss_series(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return column(frame, "loss", "iteration")
 
 
+def iterations_per_epoch(frame: pd.DataFrame) -> float | None:
+    """Training iterations in one epoch: the most loss rows logged under one epoch value."""
+    if "epoch" not in frame.columns:
+        return None
+    logged = frame.attrs.get("logged", {}).get("loss")
+    if logged is None or not logged.any():
+        return None
+    counts = frame.loc[logged, "epoch"].value_counts()
+    return float(counts.max()) if len(counts) and counts.max() > 1 else None
+
+
 def accuracy_series(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(epoch, accuracy) at each check for `name` in train_acc / val_acc."""
-    x_name = "epoch" if "epoch" in frame.columns else "iteration"
-    return column(frame, name, x_name)
+    """(epoch, accuracy) at each check for `name` in train_acc / val_acc.
+
+    The x value is the check's iteration over the iterations per epoch, so a check after
+    the k-th epoch sits at k whether the trainer logged it under epoch k (numpy Solver) or
+    under the epoch index k-1 (torch trainer); without loss rows, the epoch column.
+    """
+    per_epoch = iterations_per_epoch(frame)
+    if per_epoch is None:
+        x_name = "epoch" if "epoch" in frame.columns else "iteration"
+        return column(frame, name, x_name)
+    iterations, values = column(frame, name, "iteration")
+    return iterations / per_epoch, values
 
 
 def final_loss(frame: pd.DataFrame, window: int = FINAL_LOSS_WINDOW) -> float:
