@@ -234,7 +234,8 @@ def run(cfg: TrainConfig, run_dir: Path) -> int:
         ckpt.save_params(run_dir / ckpt.PARAMS_NAME, model.params)
 
     status = "diverged" if solver.diverged else "completed"
-    files = ["metrics.csv", ckpt.PARAMS_NAME] + ([ckpt.CHECKPOINT_NAME] if cfg.checkpoint else [])
+    files = [name for name in ("metrics.csv", ckpt.PARAMS_NAME, ckpt.CHECKPOINT_NAME)
+             if (run_dir / name).is_file()]
     write_summary(
         run_dir,
         status=status,
