@@ -73,6 +73,12 @@ def plot_run_curves(run: RunRecord, out_path: Path, title: str | None = None) ->
     drew |= _plot_accuracy(acc_ax, run, "val_acc", {"color": "tab:orange", "linestyle": "-"},
                            "val")
     acc_ax.set(title="Accuracy", xlabel="Epoch", ylabel="Accuracy")
+    if not drew:  # captioning runs log BLEU scores instead of accuracies
+        for index, name in enumerate(c for c in run.metrics.columns if "bleu" in c):
+            drew |= _plot_accuracy(acc_ax, run, name, {"color": f"C{index}", "linestyle": "-"},
+                                   name)
+        if drew:
+            acc_ax.set(title="BLEU", ylabel="BLEU")
     if drew:
         acc_ax.legend(loc="best")
     else:
