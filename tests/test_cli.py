@@ -62,9 +62,7 @@ def test_bad_override_fails_before_any_work(cvlab, tmp_path, override, fragments
     assert not (tmp_path / "outputs").exists(), "a rejected config must not create a run folder"
 
 
-def test_bad_override_in_a_sweep_is_caught_before_launch(cvlab, tmp_path):
-    result = cvlab("train", "-m", "batch_size=10,0", f"outputs_root={tmp_path / 'o'}")
-    # the first value is checked before launch; the bad one fails its own job only
-    assert result.returncode in (0, 1, 2)
-    result = cvlab("train", "-m", "batch_size=0,10", f"outputs_root={tmp_path / 'o2'}")
+def test_bad_first_value_of_a_sweep_is_caught_before_launch(cvlab, tmp_path):
+    result = cvlab("train", "-m", "batch_size=0,10", f"outputs_root={tmp_path / 'outputs'}")
     assert_one_line_error(result, "batch_size=0")
+    assert not (tmp_path / "outputs").exists()
