@@ -142,6 +142,8 @@ def test_weight_scale_sweep_figure_report_and_table(tmp_path):
     report = (sweep / "report.md").read_text()
     assert "![weight_scale](plots/weight_scale.png)" in report
     assert "diverged" in report
+    assert "batchnorm: best val acc 0.560 at weight scale 1.00e-04; 0 of 3" in report
+    assert "baseline: best val acc 0.240 at weight scale 1.00e-04; 1 of 3" in report
     assert len(result.table.rows) == 6
     assert result.table.columns[:4] == ["job", "model", "weight scale", "status"]
     assert result.table.rows[5][1:6] == ["baseline", "1.00e+00", "diverged", "0.1", "0.1"]

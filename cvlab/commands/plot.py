@@ -24,7 +24,7 @@ def main(cfg: PlotConfig, run_dir: Path) -> int:
     write_summary(run_dir, status="running", target=str(target))
     result = plot_folder(target, show_table=cfg.show_table)
     for note in result.notes:
-        log.warning(note)
+        print(note, flush=True)
     files = [str(path) for path in result.files]
     for path in files:
         log.info("wrote %s", path)

@@ -45,7 +45,12 @@ class PlotResult:
 def plot_folder(path: Path, show_table: bool = False) -> PlotResult:
     """Draw everything the folder supports into `<path>/plots/`, write `<path>/report.md`."""
     from cvlab.plot.curves import plot_compare_curves
-    from cvlab.plot.sweeps import plot_batch_size, plot_dropout, plot_weight_scale
+    from cvlab.plot.sweeps import (
+        plot_batch_size,
+        plot_dropout,
+        plot_weight_scale,
+        weight_scale_notes,
+    )
 
     target = describe_target(Path(path))
     out_dir = target.path / "plots"
@@ -57,6 +62,7 @@ def plot_folder(path: Path, show_table: bool = False) -> PlotResult:
         plotted = target.plotted_runs
         if target.kind == "weight_scale":
             figures.append(plot_weight_scale(target, out_dir / "weight_scale.png"))
+            notes += weight_scale_notes(target)
         elif target.kind == "batch_size" and plotted:
             figures.append(plot_batch_size(target, out_dir / "batch_size.png"))
         elif target.kind == "dropout" and plotted:

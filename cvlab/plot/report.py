@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,11 +155,11 @@ def write_report(target: Target, table: Table, figures: list[Path], notes: list[
     if datasets:
         lines.append(f"- Dataset: {', '.join(datasets)}")
     lines.append("")
-    lines += [f"> {note}" for note in notes]
+    lines += [f"- {note}" for note in notes]
     if notes:
         lines.append("")
     for path in figures:
-        relative = path.relative_to(target.path).as_posix()
+        relative = Path(os.path.relpath(path, target.path)).as_posix()
         lines += [f"![{path.stem}]({relative})", ""]
     lines += ["## Key numbers", "", "Final loss is the mean training loss of the last 100 "
               "iterations; accuracies are the best seen at any check (from metrics.csv).", "",

@@ -76,6 +76,23 @@ def plot_weight_scale(target: Target, out_path: Path) -> Path:
     return save(fig, out_path)
 
 
+def weight_scale_notes(target: Target) -> list[str]:
+    """One line per model: its best val accuracy and where, and how many runs diverged."""
+    notes = []
+    loss_cap = 1.5 * typical_start_loss(target.runs)
+    for name, runs in weight_scale_series(target).items():
+        scales, best_val = _mean_per_scale(runs, "best_val_acc")
+        _, losses = _mean_per_scale(runs, "final_loss")
+        if not np.isfinite(best_val).any():
+            continue
+        top = int(np.nanargmax(best_val))
+        stuck = int(np.sum(~np.isfinite(losses) | (losses > loss_cap)))
+        notes.append(f"{name}: best val acc {best_val[top]:.3f} at weight scale "
+                     f"{scales[top]:.2e}; {stuck} of {len(scales)} scales diverged or ended "
+                     f"above {loss_cap:.3g} loss")
+    return notes
+
+
 def _mean_per_scale(runs: list[RunRecord], key: str) -> tuple[np.ndarray, np.ndarray]:
     """(distinct weight scales, mean of `key` over the runs at each scale); inf stays inf."""
     by_scale: dict[float, list[float]] = defaultdict(list)
