@@ -88,11 +88,19 @@ def adam(w: np.ndarray, dw: np.ndarray, config: Config | None = None) -> tuple[n
         v = np.zeros_like(w)
     beta1, beta2 = config["beta1"], config["beta2"]
     t = config["t"] + 1
-    m = beta1 * m + (1 - beta1) * dw
-    v = beta2 * v + (1 - beta2) * (dw * dw)
-    m_hat = m / (1 - beta1**t)
-    v_hat = v / (1 - beta2**t)
-    next_w = w - config["learning_rate"] * m_hat / (np.sqrt(v_hat) + config["epsilon"])
+    # m = beta1 * m + (1 - beta1) * dw and v = beta2 * v + (1 - beta2) * dw**2, then
+    # next_w = w - learning_rate * m_hat / (sqrt(v_hat) + epsilon) with the bias-corrected
+    # m_hat = m / (1 - beta1**t), v_hat = v / (1 - beta2**t); written with few temporaries
+    # (new arrays only: the inputs are not modified).
+    m = m * beta1
+    m += (1 - beta1) * dw
+    v = v * beta2
+    v += (1 - beta2) * (dw * dw)
+    denominator = np.sqrt(v * (1 / (1 - beta2**t)))
+    denominator += config["epsilon"]
+    step = np.divide(m, denominator, out=denominator)
+    step *= config["learning_rate"] / (1 - beta1**t)
+    next_w = w - step
     config.update(m=m, v=v, t=t)
     return next_w, config
 
