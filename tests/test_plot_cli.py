@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_plot import make_run, make_sweep, weight_scale_jobs
+from test_plot import make_run, make_sweep, model_config
 
 
 def cvlab(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -24,7 +24,7 @@ def test_plot_latest_sweep_writes_plots_report_and_its_own_summary(tmp_path):
     outputs = tmp_path / "outputs"
     make_run(outputs / "train" / "2026-01-01" / "10-00-00-000000")
     sweep = make_sweep(outputs / "train" / "multirun" / "2026-01-01" / "11-00-00-000000",
-                       weight_scale_jobs())
+                       [{"model": model_config(weight_scale=scale)} for scale in (1e-3, 1e-1)])
     result = cvlab(tmp_path, "run=latest")
     assert result.returncode == 0, result.stderr
     assert (sweep / "plots" / "weight_scale.png").is_file()
