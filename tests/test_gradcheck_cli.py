@@ -1,0 +1,119 @@
+"""`cvlab gradcheck` through the console script: tables, CSV, summary and exit codes 0/1/2."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+
+def run_dirs(outputs: Path) -> list[Path]:
+    return sorted(p.parent for p in outputs.rglob("summary.json"))
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_gradcheck_conv_passes_with_a_table_and_csv(cvlab, tmp_path):
+    result = cvlab("gradcheck", "layer=conv", f"outputs_root={tmp_path}/outputs")
+    assert result.returncode == 0, result.stderr
+    assert "gradcheck conv" in result.stdout and "PASS" in result.stdout
+    assert "FAIL" not in result.stdout
+    [run_dir] = run_dirs(tmp_path / "outputs")
+    rows = read_csv(run_dir / "gradcheck.csv")
+    assert [row["what"] for row in rows] == ["dx", "dw", "db"]
+    assert all(row["layer"] == "conv" and row["passed"] == "True" for row in rows)
+    assert all(float(row["rel_error"]) < float(row["tolerance"]) for row in rows)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["metrics"]["checks"] == 3 and summary["metrics"]["failed"] == 0
+
+
+def test_unknown_layer_lists_the_valid_names_and_exits_2(cvlab, tmp_path):
+    result = cvlab("gradcheck", "layer=convv", f"outputs_root={tmp_path}/outputs")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1
+    assert "layer=convv" in message
+    for name in ("all", "affine", "conv_fast", "spatial_groupnorm", "conv_bn_relu"):
+        assert name in message
+
+
+BROKEN_CHECK = '''
+import numpy as np
+
+from cvlab import layers as L
+from cvlab.checks import CheckRow, register
+from cvlab.gradcheck import eval_numerical_gradient_array, rel_error
+
+
+@register("broken_relu")
+def check_broken_relu(rng):
+    """ReLU with a deliberately wrong backward: the gradient is not masked."""
+    x = rng.randn(6, 7)
+    dout = rng.randn(6, 7)
+    wrong_dx = dout.copy()
+    numeric = eval_numerical_gradient_array(lambda v: L.relu_forward(v)[0], x, dout)
+    return [CheckRow("dx", rel_error(wrong_dx, numeric), 1e-8)]
+'''
+
+
+def run_with_broken_checks(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """The CLI, in a Python that first registered the deliberately broken checks."""
+    (tmp_path / "broken_checks.py").write_text(textwrap.dedent(BROKEN_CHECK))
+    code = "import sys, broken_checks; from cvlab.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, "gradcheck", *args,
+                           f"outputs_root={tmp_path}/outputs"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+
+
+def test_a_wrong_gradient_fails_the_check_and_exits_1(tmp_path):
+    result = run_with_broken_checks(tmp_path, "layer=broken_relu")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL" in result.stdout and "1 of 1 gradient checks failed" in result.stdout
+    [run_dir] = run_dirs(tmp_path / "outputs")
+    rows = read_csv(run_dir / "gradcheck.csv")
+    assert [(row["layer"], row["passed"]) for row in rows] == [("broken_relu", "False")]
+    assert float(rows[0]["rel_error"]) > 1e-3
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed"
+    assert summary["metrics"]["failed_layers"] == ["broken_relu"]
+
+
+def test_a_crashing_check_is_a_failed_row_not_a_lost_run(tmp_path, monkeypatch, capsys):
+    from cvlab import checks
+    from cvlab.commands.gradcheck import main
+    from cvlab.config.commands import GradcheckConfig
+
+    def crashing(rng):
+        raise RuntimeError("this layer is broken")
+
+    checks.load_checks()
+    monkeypatch.setitem(checks._CHECKS, "crashing", crashing)
+    assert main(GradcheckConfig(layer="crashing"), tmp_path) == 1
+    rows = read_csv(tmp_path / "gradcheck.csv")
+    assert rows[0]["passed"] == "False" and "this layer is broken" in rows[0]["what"]
+    assert main(GradcheckConfig(layer="relu"), tmp_path) == 0
+    assert "PASS" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_gradcheck_all_passes_in_under_a_minute(cvlab, tmp_path):
+    result = cvlab("gradcheck", "layer=all", f"outputs_root={tmp_path}/outputs", timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    [run_dir] = run_dirs(tmp_path / "outputs")
+    rows = read_csv(run_dir / "gradcheck.csv")
+    layers = {row["layer"] for row in rows}
+    assert {"affine", "conv_fast", "maxpool_fast", "conv_bn_relu"} <= layers
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["wall_time_s"] < 60
