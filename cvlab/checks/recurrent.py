@@ -1,0 +1,156 @@
+"""Gradient checks of the recurrent (torch) layers and CaptioningRNN for `cvlab gradcheck`.
+
+Autograd gradients of sum(forward(inputs) * dout) are compared with centered numeric
+differences (cvlab.gradcheck, h=1e-5) in float64, on the course's small shapes. The
+tolerances bound the numeric differences' own error, which the max-over-entries relative
+error inflates on tiny gradient entries: 1e-6 for the layers (the course prints
+1e-10..1e-7), 1e-5 for the loss (gradients divided by N = 100), 1e-3 for the models (Wx
+sees word vectors of size ~1e-2, so some of its gradients are ~1e-7). A wrong forward or
+a gradient that does not flow gives errors near 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from cvlab.checks import CheckRow, register
+from cvlab.gradcheck import eval_numerical_gradient_array, rel_error
+from cvlab.layers import rnn as R
+
+Array = np.ndarray
+LAYER_TOLERANCE = 1e-6
+LOSS_TOLERANCE = 1e-5
+MODEL_TOLERANCE = 1e-3
+
+
+def _as_outputs(result: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return result if isinstance(result, tuple) else (result,)
+
+
+def compare(forward: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]],
+            inputs: dict[str, Array], rng: np.random.RandomState,
+            wrt: tuple[str, ...] | None = None, fixed: dict[str, object] | None = None,
+            tolerance: float = LAYER_TOLERANCE) -> list[CheckRow]:
+    """Rows d<name> for each input in `wrt` (default: all of `inputs`): autograd vs numeric.
+
+    forward takes torch tensors (float64) by keyword, plus the `fixed` arguments unchanged
+    (integer ids, masks), and returns one tensor or a tuple of tensors; each output is
+    weighted by its own random upstream gradient.
+    """
+    fixed = fixed or {}
+    wrt = tuple(inputs) if wrt is None else wrt
+    leaves = {k: torch.tensor(v, dtype=torch.float64, requires_grad=k in wrt)
+              for k, v in inputs.items()}
+    outputs = _as_outputs(forward(**leaves, **fixed))
+    douts = [np.array(rng.randn(*o.shape)) for o in outputs]
+    total = sum((o * torch.from_numpy(d)).sum() for o, d in zip(outputs, douts))
+    total.backward()
+
+    def weighted(**arrays: Array) -> Array:
+        tensors = {k: torch.from_numpy(np.asarray(v, dtype=np.float64)) for k, v in arrays.items()}
+        with torch.no_grad():
+            outs = _as_outputs(forward(**tensors, **fixed))
+        return np.array(sum(float((o.numpy() * d).sum()) for o, d in zip(outs, douts)))
+
+    rows = []
+    for name in wrt:
+        values = {k: np.array(v, dtype=np.float64) for k, v in inputs.items()}
+
+        def f(value: Array, name: str = name, values: dict[str, Array] = values) -> Array:
+            return weighted(**{**values, name: value})
+
+        numeric = eval_numerical_gradient_array(f, values[name], np.array(1.0))
+        analytic = leaves[name].grad.numpy()
+        rows.append(CheckRow(f"d{name}", rel_error(analytic, numeric), tolerance))
+    return rows
+
+
+@register("rnn_step")
+def check_rnn_step(rng: np.random.RandomState) -> list[CheckRow]:
+    N, D, H = 4, 5, 6
+    inputs = {"x": rng.randn(N, D), "prev_h": rng.randn(N, H), "Wx": rng.randn(D, H),
+              "Wh": rng.randn(H, H), "b": rng.randn(H)}
+    return compare(R.rnn_step_forward, inputs, rng)
+
+
+@register("rnn")
+def check_rnn(rng: np.random.RandomState) -> list[CheckRow]:
+    N, D, T, H = 2, 3, 10, 5
+    # weights scaled by 1/sqrt(fan-in), so that ten steps do not saturate tanh
+    inputs = {"x": rng.randn(N, T, D), "h0": rng.randn(N, H), "Wx": rng.randn(D, H) / D**0.5,
+              "Wh": rng.randn(H, H) / H**0.5, "b": rng.randn(H)}
+    return compare(R.rnn_forward, inputs, rng)
+
+
+@register("lstm_step")
+def check_lstm_step(rng: np.random.RandomState) -> list[CheckRow]:
+    N, D, H = 4, 5, 6
+    inputs = {"x": rng.randn(N, D), "prev_h": rng.randn(N, H), "prev_c": rng.randn(N, H),
+              "Wx": rng.randn(D, 4 * H), "Wh": rng.randn(H, 4 * H), "b": rng.randn(4 * H)}
+    return compare(R.lstm_step_forward, inputs, rng)
+
+
+@register("lstm")
+def check_lstm(rng: np.random.RandomState) -> list[CheckRow]:
+    N, D, T, H = 2, 3, 10, 6
+    inputs = {"x": rng.randn(N, T, D), "h0": rng.randn(N, H),
+              "Wx": rng.randn(D, 4 * H) / D**0.5, "Wh": rng.randn(H, 4 * H) / H**0.5,
+              "b": rng.randn(4 * H)}
+    return compare(R.lstm_forward, inputs, rng)
+
+
+@register("word_embedding")
+def check_word_embedding(rng: np.random.RandomState) -> list[CheckRow]:
+    N, T, V, D = 2, 3, 5, 6
+    ids = torch.from_numpy(rng.randint(V, size=(N, T)))
+    return compare(lambda W, x: R.word_embedding_forward(x, W), {"W": rng.randn(V, D)}, rng,
+                   fixed={"x": ids})
+
+
+@register("temporal_affine")
+def check_temporal_affine(rng: np.random.RandomState) -> list[CheckRow]:
+    N, T, D, M = 2, 3, 4, 5
+    inputs = {"x": rng.randn(N, T, D), "w": rng.randn(D, M), "b": rng.randn(M)}
+    return compare(R.temporal_affine_forward, inputs, rng)
+
+
+@register("temporal_softmax")
+def check_temporal_softmax(rng: np.random.RandomState) -> list[CheckRow]:
+    N, T, V = 100, 7, 8
+    y = torch.from_numpy(rng.randint(V, size=(N, T)))
+    mask = torch.from_numpy(rng.rand(N, T) > 0.5)
+    return compare(R.temporal_softmax_loss, {"x": rng.randn(N, T, V)}, rng,
+                   fixed={"y": y, "mask": mask}, tolerance=LOSS_TOLERANCE)
+
+
+def _check_captioning(rng: np.random.RandomState, cell_type: str) -> list[CheckRow]:
+    from cvlab.models.captioning import PARAM_NAMES, CaptioningRNN
+
+    batch_size, timesteps, input_dim, wordvec_dim, hidden_dim = 2, 3, 4, 5, 6
+    word_to_idx = {"<NULL>": 0, "cat": 2, "dog": 3}
+    vocab_size = len(word_to_idx)
+    captions = rng.randint(vocab_size, size=(batch_size, timesteps))
+    features = rng.randn(batch_size, input_dim)
+    model = CaptioningRNN(word_to_idx, input_dim=input_dim, wordvec_dim=wordvec_dim,
+                          hidden_dim=hidden_dim, cell_type=cell_type, dtype=torch.float64,
+                          generator=torch.Generator().manual_seed(int(rng.randint(2**31))))
+    params = {name: model.params[name].detach().numpy().copy() for name in PARAM_NAMES}
+
+    def loss(**values: torch.Tensor) -> torch.Tensor:
+        model.params = dict(values)
+        return model.loss(features, captions)
+
+    return compare(loss, params, rng, tolerance=MODEL_TOLERANCE)
+
+
+@register("captioning_rnn")
+def check_captioning_rnn(rng: np.random.RandomState) -> list[CheckRow]:
+    return _check_captioning(rng, "rnn")
+
+
+@register("captioning_lstm")
+def check_captioning_lstm(rng: np.random.RandomState) -> list[CheckRow]:
+    return _check_captioning(rng, "lstm")
