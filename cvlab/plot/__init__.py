@@ -143,4 +143,6 @@ def _status_notes(target: Target) -> list[str]:
 def _set_title(target: Target) -> str:
     from cvlab.plot.sweeps import sweep_title
 
+    if target.varying and set(target.varying) <= {"baseline", "model.normalization"}:
+        return sweep_title(target, "With vs without normalization")
     return sweep_title(target, "Runs compared")
