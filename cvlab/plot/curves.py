@@ -12,12 +12,20 @@ from pathlib import Path
 
 import numpy as np
 
-from cvlab.plot.records import RunRecord, accuracy_series, column, loss_series
+from cvlab.plot.records import (
+    RunRecord,
+    accuracy_series,
+    column,
+    iterations_per_epoch,
+    loss_series,
+)
 from cvlab.plot.style import clip_loss_axis, figure, run_styles, save, smooth, smoothing_window
 
 
-def _plot_loss(ax, run: RunRecord, style: dict, label: str) -> None:
+def _plot_loss(ax, run: RunRecord, style: dict, label: str, per_epoch: bool = False) -> None:
     iterations, losses = loss_series(run.metrics)
+    if per_epoch:
+        iterations = iterations / (iterations_per_epoch(run.metrics) or 1.0)
     losses = np.where(np.isfinite(losses), losses, np.nan)
     window = smoothing_window(losses.size)
     if window == 1:
@@ -96,12 +104,16 @@ def plot_run_curves(run: RunRecord, out_path: Path, title: str | None = None) ->
 def plot_compare_curves(runs: list[RunRecord], out_path: Path, title: str) -> Path:
     """Training loss, train accuracy and val accuracy of several runs, one line per run."""
     fig, axes = figure(3)
+    # runs with different epoch lengths (batch sizes) are compared per epoch, not per iteration
+    per_epoch = len({iterations_per_epoch(run.metrics) for run in runs}) > 1 and all(
+        iterations_per_epoch(run.metrics) for run in runs)
     for run, style in zip(runs, run_styles([run.label for run in runs])):
         label = run.label + ("" if run.status in ("completed", "unknown") else f" ({run.status})")
-        _plot_loss(axes[0], run, style, label)
+        _plot_loss(axes[0], run, style, label, per_epoch)
         _plot_accuracy(axes[1], run, "train_acc", style, label)
         _plot_accuracy(axes[2], run, "val_acc", style, label)
-    axes[0].set(title="Training loss", xlabel="Iteration", ylabel="Loss")
+    axes[0].set(title="Training loss", xlabel="Epoch" if per_epoch else "Iteration",
+                ylabel="Loss")
     clip_loss_axis(axes[0], typical_start_loss(runs))
     axes[1].set(title="Training accuracy", xlabel="Epoch", ylabel="Accuracy")
     axes[2].set(title="Validation accuracy", xlabel="Epoch", ylabel="Accuracy")
