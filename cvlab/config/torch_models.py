@@ -82,7 +82,8 @@ class ChallengeConfig(TorchModelConfig):
     """
 
     type: str = "challenge"
-    widths: list[int] = field(default_factory=lambda: [64, 256, 256])
+    widths: list[int] = field(default_factory=lambda: [128, 384, 384])
+    depth: int = 2  # convolutions per group; 3 adds a residual conv pair
     bn_momentum: float = 0.4
     scaling_factor: float = 1 / 9
     whiten_bias_epochs: int = 3
@@ -96,6 +97,7 @@ class ChallengeConfig(TorchModelConfig):
         super().__post_init__()
         check(len(self.widths) == 3 and all(w > 0 for w in self.widths), "widths",
               self.widths, "a list of three integers > 0")
+        check(self.depth in (2, 3), "depth", self.depth, "2 or 3 (convolutions per group)")
         check(0 < self.bn_momentum <= 1, "bn_momentum", self.bn_momentum, "a number in (0, 1]")
         check_positive("scaling_factor", self.scaling_factor)
         check(self.whiten_bias_epochs >= 0, "whiten_bias_epochs", self.whiten_bias_epochs,

@@ -8,6 +8,10 @@ from typing import Any
 _LAZY = {
     "FullyConnectedNet": "cvlab.models.fc_net",  # numpy
     "ThreeLayerConvNet": "cvlab.models.cnn",  # numpy
+    "TwoLayerFC": "cvlab.models.torch_nets",  # torch (its ThreeLayerConvNet: torch_nets)
+    "build_two_layer_fc": "cvlab.models.torch_nets",
+    "build_three_layer_convnet": "cvlab.models.torch_nets",
+    "ChallengeNet": "cvlab.models.challenge",  # torch
 }
 
 

@@ -2,17 +2,17 @@
 
 Architecture (after the ideas of the fast single-GPU CIFAR-10 recipes, airbench in particular):
 
-    whiten:  conv 2x2 (3 -> 24, no padding), weights fixed to the PCA whitening of 2x2 patches
-             of the training images (both signs of the 12 eigen-filters); only its bias learns,
-             and only during the first `whiten_bias_epochs` epochs
+    whiten:  conv 2x2 (3 -> 24, no padding) - GELU; weights fixed to the PCA whitening of 2x2
+             patches of the training images (both signs of the 12 eigen-filters, so the GELU
+             keeps both halves); only its bias learns, during the first `whiten_bias_epochs`
     block k (k = 1, 2, 3; widths W1, W2, W3):
              conv 3x3 - max pool 2 - batchnorm - GELU - conv 3x3 - batchnorm - GELU
     head:    max pool 3 - flatten - linear (W3 -> 10, no bias) - times `scaling_factor`
 
 x (N, 3, 32, 32) -> whiten (N, 24, 31, 31) -> (N, W1, 15, 15) -> (N, W2, 7, 7) -> (N, W3, 3, 3)
 -> scores (N, 10). Convolutions have no bias and start as identity maps on their first input
-channels (dirac init); batchnorm scales are fixed at 1 and only the shifts learn, at a larger
-learning rate (`param_groups`). Test-time augmentation (`predict`) averages the scores of the
+channels (dirac init); batchnorm scales are fixed at 1 and only the batchnorm shifts learn, at a
+larger learning rate (`param_groups`). Test-time augmentation (`predict`) averages the scores of the
 image, its mirror and one-pixel translations.
 """
 
@@ -36,27 +36,44 @@ class FixedScaleBatchNorm(nn.BatchNorm2d):
 
 
 class ConvGroup(nn.Module):
-    """conv 3x3 (C_in -> C_out) - max pool 2 - BN - GELU - conv 3x3 - BN - GELU."""
+    """conv 3x3 (C_in -> C_out) - max pool 2 - BN - GELU - conv 3x3 - BN - GELU.
 
-    def __init__(self, in_channels: int, out_channels: int, bn_momentum: float) -> None:
+    depth=3 adds a residual branch: h = (first conv, pool, BN, GELU); out = h + branch(h), the
+    branch being conv - BN - GELU - conv - BN - GELU.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, bn_momentum: float, depth: int = 2
+    ) -> None:
         super().__init__()
+        if depth not in (2, 3):
+            raise ValueError(f"depth={depth}; expected 2 or 3 convolutions per group")
+        self.depth = depth
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding="same", bias=False)
         self.pool = nn.MaxPool2d(2)
         self.norm1 = FixedScaleBatchNorm(out_channels, bn_momentum)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding="same", bias=False)
         self.norm2 = FixedScaleBatchNorm(out_channels, bn_momentum)
         self.activation = nn.GELU()
-        for conv in (self.conv1, self.conv2):
+        convs = [self.conv1, self.conv2]
+        if depth == 3:
+            self.conv3 = nn.Conv2d(out_channels, out_channels, 3, padding="same", bias=False)
+            self.norm3 = FixedScaleBatchNorm(out_channels, bn_momentum)
+            convs.append(self.conv3)
+        for conv in convs:
             weight = conv.weight.data
             nn.init.dirac_(weight[: min(weight.size(0), weight.size(1))])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.activation(self.norm1(self.pool(self.conv1(x))))
-        return self.activation(self.norm2(self.conv2(x)))
+        branch = self.activation(self.norm2(self.conv2(x)))
+        if self.depth == 2:
+            return branch
+        return x + self.activation(self.norm3(self.conv3(branch)))
 
 
 class ChallengeNet(nn.Module):
-    """Whitening conv, three ConvGroups of widths `widths`, max pool, linear head."""
+    """Whitening conv, three ConvGroups of widths `widths` (`depth` convs each), linear head."""
 
     def __init__(
         self,
@@ -66,6 +83,7 @@ class ChallengeNet(nn.Module):
         scaling_factor: float = 1 / 9,
         whiten_bias_epochs: int = 3,
         in_channels: int = 3,
+        depth: int = 2,
     ) -> None:
         super().__init__()
         patch_dim = in_channels * 2 * 2
@@ -74,7 +92,7 @@ class ChallengeNet(nn.Module):
         nn.init.zeros_(self.whiten.bias)
         groups, previous = [], 2 * patch_dim
         for width in widths:
-            groups.append(ConvGroup(previous, width, bn_momentum))
+            groups.append(ConvGroup(previous, width, bn_momentum, depth))
             previous = width
         self.groups = nn.Sequential(*groups)
         self.pool = nn.MaxPool2d(3)
@@ -83,7 +101,7 @@ class ChallengeNet(nn.Module):
         self.whiten_bias_epochs = whiten_bias_epochs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.groups(self.whiten(x))
+        x = self.groups(F.gelu(self.whiten(x)))
         x = self.pool(x).flatten(1)
         return self.head(x) * self.scaling_factor
 
@@ -113,16 +131,14 @@ class ChallengeNet(nn.Module):
     def param_groups(
         self, learning_rate: float, weight_decay: float, bias_lr_scale: float = 64.0
     ) -> list[dict]:
-        """Optimizer groups: batchnorm/whitening shifts at `bias_lr_scale` times the rate.
+        """Optimizer groups: batchnorm shifts at `bias_lr_scale` times the rate, the rest at it.
 
         Weight decay is given per step (decoupled from the rate): each group's torch
         `weight_decay` is `weight_decay / lr`, so lr * weight_decay is the same everywhere.
         """
-        biases = [p for name, p in self.named_parameters() if name.endswith("bias")]
-        others = [
-            p for name, p in self.named_parameters()
-            if not name.endswith("bias") and p.requires_grad
-        ]
+        named = list(self.named_parameters())
+        biases = [p for name, p in named if ".norm" in name and p.requires_grad]
+        others = [p for name, p in named if ".norm" not in name and p.requires_grad]
         bias_lr = learning_rate * bias_lr_scale
         return [
             {"params": biases, "lr": bias_lr, "weight_decay": weight_decay / bias_lr},

@@ -50,7 +50,7 @@ def build_model(model_cfg: Any, input_shape: tuple[int, int, int], num_classes: 
     if model_cfg.type == "challenge":
         return ChallengeNet(tuple(model_cfg.widths), num_classes, model_cfg.bn_momentum,
                             model_cfg.scaling_factor, model_cfg.whiten_bias_epochs,
-                            in_channels=input_shape[0])
+                            in_channels=input_shape[0], depth=model_cfg.depth)
     raise UserError(f"model.type={model_cfg.type!r} is not a torch model")
 
 
@@ -83,6 +83,7 @@ def settings_from(cfg: TrainConfig, device: torch.device) -> FitSettings:
         compile=cfg.device.compile, num_train_samples=cfg.num_train_samples,
         num_val_samples=cfg.num_val_samples, evaluate_test=cfg.evaluate_test,
         checkpoint=cfg.checkpoint, progress=cfg.progress,
+        warmup_steps=3 if device.type == "cuda" else 0,
     )
 
 

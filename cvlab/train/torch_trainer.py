@@ -13,6 +13,7 @@ resumed from its checkpoint draws exactly what the uninterrupted run drew.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import os
@@ -121,6 +122,7 @@ class FitSettings:
     evaluate_test: bool = False
     checkpoint: bool = True
     progress: bool = True
+    warmup_steps: int = 0  # untimed steps before training (then undone), for clean timings
     model_signature: dict = field(default_factory=dict)
 
 
@@ -183,6 +185,55 @@ def check_accuracy(
         correct += (scores.argmax(1) == labels[start:start + s.eval_batch_size]).sum()
     model.train(was_training)
     return correct.item() / len(labels)
+
+
+def _train_step(
+    step_model: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None, x: torch.Tensor, y: torch.Tensor, s: FitSettings,
+    device: torch.device,
+) -> torch.Tensor:
+    """One forward/backward/update on batch x (N, C, H, W), labels y (N,); the loss tensor."""
+    with _autocast(device, s.amp):
+        scores = step_model(x)
+    loss = F.cross_entropy(scores.float(), y, label_smoothing=s.optimizer.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if s.optimizer.grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), s.optimizer.grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    return loss
+
+
+def _warm_up(
+    step_model: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None, data: DeviceData, s: FitSettings, device: torch.device,
+) -> None:
+    """Run a few untimed steps and an evaluation (kernel selection, compilation), then restore
+    the model and optimizer: results are unchanged, only the timing excludes the start-up."""
+    saved_model = copy.deepcopy(model.state_dict())
+    saved_optimizer = copy.deepcopy(optimizer.state_dict())
+    num_train = len(data.y_train)
+    sizes = [min(s.batch_size, num_train)] * s.warmup_steps
+    if num_train % s.batch_size:
+        sizes.append(num_train % s.batch_size)
+    for size in sizes:
+        x = _batch(data.X_train[:size], data, s)
+        _train_step(step_model, model, optimizer, scaler, x, data.y_train[:size], s, device)
+    count = min(len(data.y_val), s.eval_batch_size)
+    check_accuracy(step_model, data.X_val[:count], data.y_val[:count], data, s, device)
+    model.load_state_dict(saved_model)
+    optimizer.load_state_dict(saved_optimizer)
+    optimizer.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def _subset(images: torch.Tensor, labels: torch.Tensor, count: int | None, seed: int):
@@ -267,6 +318,8 @@ def fit(
         metrics.log(iteration=iteration, epoch=epoch, train_acc=train_acc, val_acc=val_acc)
         return val_acc
 
+    if s.warmup_steps and start_epoch < s.epochs:
+        _warm_up(step_model, model, optimizer, scaler, data, s, device)
     reporter = ProgressReporter(total_steps - iteration, "train", enabled=s.progress)
     with metrics, reporter:
         for epoch in range(start_epoch, s.epochs):
@@ -297,23 +350,7 @@ def fit(
                 factor = lr_factor(s.optimizer, iteration, total_steps, steps_per_epoch)
                 for group, base in zip(optimizer.param_groups, base_lrs):
                     group["lr"] = base * factor
-                with _autocast(device, s.amp):
-                    scores = step_model(x)
-                loss = F.cross_entropy(scores.float(), y,
-                                       label_smoothing=s.optimizer.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                else:
-                    loss.backward()
-                if s.optimizer.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), s.optimizer.grad_clip)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
+                loss = _train_step(step_model, model, optimizer, scaler, x, y, s, device)
                 iteration += 1
                 if lookahead is not None:
                     lookahead.after_step(iteration, total_steps)

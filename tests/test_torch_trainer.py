@@ -1,0 +1,182 @@
+"""The torch trainer on tiny synthetic data (CPU): learning, resume, test split, divergence."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cvlab.config.train import OptimizerConfig, validate_train
+from cvlab.errors import UserError
+from cvlab.models.torch_nets import build_three_layer_convnet
+from cvlab.train.run_torch import run
+from cvlab.train.torch_schedules import lr_factor
+from cvlab.train.torch_trainer import DeviceData, FitSettings, fit, load_checkpoint
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: the tiny models here run faster so on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def stripes(num: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class (0..3) is the orientation/colour of a noisy stripe pattern."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, num)
+    grid = np.arange(8)
+    patterns = np.stack([
+        np.broadcast_to((grid[:, None] // 2) % 2, (8, 8)),
+        np.broadcast_to((grid[None, :] // 2) % 2, (8, 8)),
+        ((grid[:, None] + grid[None, :]) // 2) % 2,
+        ((grid[:, None] - grid[None, :]) // 2) % 2,
+    ]).astype(np.float32)
+    images = patterns[labels][:, None] * 150 + rng.normal(60, 40, (num, 3, 8, 8))
+    return images.clip(0, 255).astype(np.uint8), labels.astype(np.int64)
+
+
+def tiny_data(num_train: int = 256) -> DeviceData:
+    X, y = stripes(num_train + 200, 0)
+    return DeviceData.from_arrays(X[:num_train], y[:num_train], X[num_train:num_train + 100],
+                                  y[num_train:num_train + 100], X[-100:], y[-100:],
+                                  torch.device("cpu"))
+
+
+def tiny_model(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_three_layer_convnet("module", (3, 8, 8), channel_1=6, channel_2=4,
+                                     num_classes=4)
+
+
+def settings(**overrides) -> FitSettings:
+    base = dict(optimizer=OptimizerConfig(name="sgd_momentum", learning_rate=0.02, nesterov=True),
+                epochs=3, batch_size=32, check_every=1000, crop_pad=1, flip="random",
+                progress=False, num_train_samples=100)
+    base.update(overrides)
+    return FitSettings(**base)
+
+
+def quiet(line: str) -> None:
+    pass
+
+
+def test_training_rises_well_above_chance(tmp_path):
+    result = fit(tiny_model(), tiny_data(), settings(), tmp_path, torch.device("cpu"),
+                 announce=quiet)
+    assert result.status == "completed"
+    assert result.final_val_acc >= 0.7  # chance is 0.25
+    metrics = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert metrics[0] == "iteration,epoch,loss,train_acc,val_acc,lr,elapsed_s"
+    assert len(metrics) == 1 + 3 * 8 + 3  # one row per iteration and one per epoch-end check
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    data = tiny_data()
+    whole, first, second = tmp_path / "whole", tmp_path / "first", tmp_path / "second"
+    for folder in (whole, first, second):
+        folder.mkdir()
+    full = tiny_model()
+    fit(full, data, settings(epochs=3), whole, torch.device("cpu"), announce=quiet)
+    part = tiny_model()
+    s = settings(epochs=2)
+    s.model_signature = {"description": "tiny", "shapes": {"a": [1]}}
+    fit(part, data, s, first, torch.device("cpu"), announce=quiet)
+    resumed = tiny_model(seed=99)  # different initial weights: all must come from the checkpoint
+    state = load_checkpoint(first, s.model_signature)
+    (second / "metrics.csv").write_text((first / "metrics.csv").read_text())
+    result = fit(resumed, data, settings(epochs=3, model_signature=s.model_signature), second,
+                 torch.device("cpu"), resume_state=state, announce=quiet)
+    assert result.epochs_done == 3
+    for key, value in full.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
+    def losses(folder):
+        frame = pd.read_csv(folder / "metrics.csv")
+        return frame[["iteration", "epoch", "loss", "val_acc"]].fillna(-1).values.tolist()
+
+    assert losses(second) == losses(whole)  # the earlier rows carried over, the rest identical
+
+
+class Untouchable:
+    """Stands in for the test split: any use fails the test."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the test split was used ({name})")
+
+    def __len__(self):
+        raise AssertionError("the test split was used (len)")
+
+    def __getitem__(self, item):
+        raise AssertionError("the test split was used (indexing)")
+
+
+def test_test_split_untouched_unless_asked(tmp_path):
+    data = tiny_data()
+    real_X, real_y = data.X_test, data.y_test
+    data.X_test, data.y_test = Untouchable(), Untouchable()
+    result = fit(tiny_model(), data, settings(epochs=1), tmp_path, torch.device("cpu"),
+                 announce=quiet)
+    assert result.test_acc is None
+    data.X_test, data.y_test = real_X, real_y
+    result = fit(tiny_model(), data, settings(epochs=1, evaluate_test=True), tmp_path,
+                 torch.device("cpu"), announce=quiet)
+    assert 0.0 <= result.test_acc <= 1.0
+
+
+def test_non_finite_loss_stops_with_status_diverged(tmp_path):
+    s = settings(optimizer=OptimizerConfig(name="sgd", learning_rate=1e30), epochs=2)
+    result = fit(tiny_model(), tiny_data(), s, tmp_path, torch.device("cpu"), announce=quiet)
+    assert result.status == "diverged"
+    assert result.epochs_done == 1
+
+
+def test_warmup_linear_schedule_shape():
+    opt = OptimizerConfig(schedule="warmup_linear", warmup_frac=0.2, warmup_start=0.2)
+    factors = [lr_factor(opt, step, 100, 10) for step in range(101)]
+    assert factors[0] == pytest.approx(0.2) and factors[20] == pytest.approx(1.0)
+    assert factors[100] == pytest.approx(0.0) and factors[60] == pytest.approx(0.5)
+    step = OptimizerConfig(schedule="step", lr_decay=0.5, step_epochs=2)
+    assert [lr_factor(step, s, 100, 10) for s in (0, 19, 20, 45)] == [1.0, 1.0, 0.5, 0.25]
+
+
+def train_cfg(**model):
+    return validate_train({
+        "model": {"type": "torch_cnn", "api": "module", "channel_1": 4, "channel_2": 4, **model},
+        "dataset": {"name": "synthetic", "synthetic_train": 300, "synthetic_test": 50,
+                    "num_train": 200, "num_val": 50, "num_test": 50},
+        "optimizer": {"name": "sgd_momentum", "learning_rate": 0.01, "nesterov": True},
+        "device": {"name": "cpu"}, "epochs": 1, "batch_size": 50, "progress": False,
+    })
+
+
+def test_run_writes_summary_and_refuses_a_checkpoint_of_another_model(tmp_path):
+    first = tmp_path / "first"
+    first.mkdir()
+    assert run(train_cfg(), first) == 0
+    summary = json.loads((first / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["dataset"] == "synthetic"
+    assert {"final_val_acc", "best_val_acc", "images_per_s"} <= set(summary["metrics"])
+    assert "test_acc" not in summary["metrics"]
+    other = train_cfg(channel_1=8)
+    other.resume = str(first)
+    second = tmp_path / "second"
+    second.mkdir()
+    with pytest.raises(UserError) as err:
+        run(other, second)
+    message = str(err.value)
+    assert "channel_1=4" in message and "channel_1=8" in message and "\n" not in message
+
+
+def test_device_cuda_without_a_gpu_is_one_line_and_exit_2(cvlab):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    result = cvlab("train", "model=torch_cnn", "device=cuda", "dataset=synthetic",
+                   "dataset.synthetic_train=100", "dataset.num_train=50", "dataset.num_val=10",
+                   "outputs_root=outputs")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "device=cuda" in result.stderr
