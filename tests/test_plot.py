@@ -319,6 +319,16 @@ def test_bad_targets_are_user_errors(tmp_path):
         plot_folder(resolve_target(str(failed), tmp_path))
 
 
+def test_runs_of_different_experiments_are_labelled_by_experiment(tmp_path):
+    make_run(tmp_path / "set" / "0", model={"type": "torch_fc", "api": "barebones"},
+             experiment="torch_fc_barebones")
+    make_run(tmp_path / "set" / "1", model={"type": "torch_cnn", "api": "module"},
+             experiment="torch_cnn_module", batch_size=64)
+    result = plot_folder(tmp_path / "set")
+    assert [r.label for r in result.target.runs] == ["torch_fc_barebones", "torch_cnn_module"]
+    assert [p.name for p in result.figures] == ["curves.png"]
+
+
 def test_describe_a_folder_of_plain_runs(tmp_path):
     make_run(tmp_path / "set" / "a", model=model_config(normalization="layernorm"))
     make_run(tmp_path / "set" / "b", model=model_config(normalization="batchnorm"))

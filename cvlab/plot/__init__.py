@@ -95,7 +95,11 @@ def plot_single_run(run: RunRecord, out_dir: Path) -> list[Path]:
     if run.family == "captioning":
         captioning = _captioning_plotter()
         if captioning is not None:
-            return list(captioning(run.path, out_dir)) + _extras(run, out_dir)
+            try:
+                return list(captioning(run.path, out_dir)) + _extras(run, out_dir)
+            except Exception as err:  # keep the generic curves rather than nothing
+                log.warning("captioning figures failed (%s: %s); drawing the generic curves",
+                            type(err).__name__, err)
     figures = []
     if not run.metrics.empty:
         figures.append(plot_run_curves(run, out_dir / "curves.png"))

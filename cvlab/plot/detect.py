@@ -128,7 +128,10 @@ def _hashable(value: Any) -> Any:
 
 
 def sweep_kind(runs: list[RunRecord], varying: list[str]) -> str:
-    """weight_scale | batch_size | dropout | comparison, from what differs between runs."""
+    """weight_scale | batch_size | dropout | comparison, from what differs between runs
+    (runs of different experiments are always a plain comparison)."""
+    if "experiment" in varying:
+        return "comparison"
     for kind, key in SWEEP_AXES:
         if key in varying:
             return kind
@@ -167,6 +170,8 @@ def run_label(run: RunRecord, keys: list[str]) -> str:
             parts.append(f"batch {value}")
         elif key == "model.dropout_keep_ratio":
             parts.append(f"keep {float(value):.2f}")
+        elif key == "experiment":
+            parts.append(str(value))
         elif key == "model.weight_scale":
             parts.append(f"ws {float(value):.1e}")
         else:
@@ -177,5 +182,7 @@ def run_label(run: RunRecord, keys: list[str]) -> str:
 def label_runs(target: Target, exclude: tuple[str, ...] = ()) -> None:
     """Give each run of a set its legend label (the differing keys, minus `exclude`)."""
     keys = [k for k in target.varying if k not in exclude]
+    if "experiment" in keys:  # runs of different experiments: their names say it all
+        keys = [k for k in keys if k in ("experiment", "baseline")]
     for run in target.runs:
         run.label = run_label(run, keys)
