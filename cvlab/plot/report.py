@@ -47,7 +47,7 @@ def fmt(value: Any) -> str:
 
 def key_table(target: Target) -> Table:
     """One row per run: its label, status and the numbers computed from its metrics.csv."""
-    short = "/".join(target.path.parts[-2:])
+    short = Path(*target.path.parts[-2:]).as_posix()
     title = f"{KIND_TITLES.get(target.kind, target.kind)} {short}"
     if not target.is_set:
         return _single_run_table(target, title)
