@@ -95,15 +95,15 @@ def _target(kind: str, bound: float, value: float) -> tuple[str, str]:
 class Bench:
     """Collects comparisons; each is timed with the run's repeats and warm-up."""
 
-    def __init__(self, repeats: int, warmup: int) -> None:
-        self.repeats, self.warmup = repeats, warmup
+    def __init__(self, repeats: int, warmup: int, pause_s: float = TORCH_PAUSE_S) -> None:
+        self.repeats, self.warmup, self.pause_s = repeats, warmup, pause_s
         self.rows: list[Comparison] = []
 
     def compare(self, benchmark: str, shape: str, dtype: type, reference: tuple[str, Callable],
                 candidate: tuple[str, Callable], target: tuple[str, float] | None = None,
                 pause_s: float = 0.0) -> Comparison:
         times = median_times({"reference": reference[1], "candidate": candidate[1]},
-                             self.repeats, self.warmup, pause_s=pause_s)
+                             self.repeats, self.warmup, pause_s=min(pause_s, self.pause_s))
         row = Comparison(benchmark, shape, np.dtype(dtype).name, reference[0],
                          times["reference"] * 1e3, candidate[0], times["candidate"] * 1e3)
         if target is not None:
@@ -280,7 +280,7 @@ def run(cfg: BenchConfig, run_dir: Path) -> int:
     start = time.perf_counter()
     shapes = QUICK_SHAPES if cfg.quick else Shapes()
     implementation = L.implementation()
-    bench = Bench(cfg.repeats, cfg.warmup)
+    bench = Bench(cfg.repeats, cfg.warmup, pause_s=0.01 if cfg.quick else TORCH_PAUSE_S)
     rng = np.random.RandomState(0)
     with thread_count(cfg.threads) as threads:
         header = (f"fast layers: {implementation} "
