@@ -60,7 +60,7 @@ def plot_folder(path: Path, show_table: bool = False) -> PlotResult:
         figures += plot_single_run(target.runs[0], out_dir)
     else:
         plotted = target.plotted_runs
-        if target.kind == "weight_scale":
+        if target.kind == "weight_scale" and plotted:
             figures.append(plot_weight_scale(target, out_dir / "weight_scale.png"))
             notes += weight_scale_notes(target)
         elif target.kind == "batch_size" and plotted:
