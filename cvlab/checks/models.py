@@ -46,7 +46,7 @@ def model_rows(model, X: np.ndarray, y: np.ndarray, prefix: str,
         numeric = eval_numerical_gradient(f, model.params[name], verbose=False, h=1e-5)
         if name in zero_gradients:
             error = float(np.max(np.abs(numeric - grads[name])))
-            rows.append(CheckRow(f"{prefix}d{name} (zero; abs error)", error, 1e-8))
+            rows.append(CheckRow(f"{prefix}d{name} (zero, abs)", error, 1e-8))
         else:
             rows.append(CheckRow(f"{prefix}d{name}", rel_error(numeric, grads[name]),
                                  tolerance_of(name)))
