@@ -25,7 +25,7 @@ import numpy as np
 from cvlab.paths import cache_home
 
 META = "meta.json"
-FORMAT = 1
+FORMAT = 2
 
 
 def fingerprint(files: Iterable[Path], base: Path | None = None) -> str:
@@ -40,7 +40,7 @@ def fingerprint(files: Iterable[Path], base: Path | None = None) -> str:
 
 def tree_fingerprint(top: Path) -> tuple[str, int]:
     """Fingerprint and file count of every file under `top`: (relative path, size, mtime)."""
-    lines: list[str] = []
+    digest = hashlib.sha1()
     count = 0
     stack = [(top, "")]
     while stack:
@@ -48,18 +48,19 @@ def tree_fingerprint(top: Path) -> tuple[str, int]:
         entries = []
         with os.scandir(folder) as it:
             for entry in it:
-                if entry.name.startswith("."):
+                name = entry.name
+                if name[0] == ".":
                     continue
                 if entry.is_dir():
-                    stack.append((Path(entry.path), f"{prefix}{entry.name}/"))
+                    stack.append((Path(entry.path), f"{prefix}{name}/"))
                 else:
                     stat = entry.stat()
-                    entries.append(f"{prefix}{entry.name}\0{stat.st_size}\0{stat.st_mtime_ns}")
+                    entries.append((name, stat.st_size, stat.st_mtime_ns))
         entries.sort()
         count += len(entries)
-        lines.append(f"[{prefix}]\n" + "\n".join(entries))
-    lines.sort()
-    return hashlib.sha1("\n".join(lines).encode()).hexdigest(), count
+        digest.update(repr((prefix, entries)).encode())
+        stack.sort(reverse=True)  # visit folders in name order: a stable digest
+    return digest.hexdigest(), count
 
 
 def is_writable_dir(folder: Path) -> bool:

@@ -118,19 +118,23 @@ def mean_image(X: np.ndarray) -> np.ndarray:
     return np.mean(X, axis=0, dtype=np.float64)
 
 
-def channel_mean_std(X: np.ndarray, scale: float = 255.0) -> tuple[np.ndarray, np.ndarray]:
+def channel_mean_std(X: np.ndarray, scale: float = 255.0,
+                     block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std (C,) of images (N, C, H, W), divided by `scale` (0-1 by default).
 
-    Accumulates in float64 one channel at a time (no float64 copy of the whole set).
+    Exact sums in float64 over blocks of `block` images (no float64 copy of the whole set).
     """
-    C = X.shape[1]
-    means = np.empty(C)
-    stds = np.empty(C)
-    for c in range(C):
-        channel = X[:, c]
-        means[c] = np.mean(channel, dtype=np.float64)
-        stds[c] = np.sqrt(np.mean(np.square(channel, dtype=np.float64)) - means[c] ** 2)
-    return means / scale, stds / scale
+    N, C = X.shape[:2]
+    total = np.zeros(C)
+    total_sq = np.zeros(C)
+    for start in range(0, N, block):
+        part = np.asarray(X[start:start + block], dtype=np.float64).reshape(-1, C, X[0, 0].size)
+        total += part.sum(axis=(0, 2))
+        total_sq += np.einsum("ncp,ncp->c", part, part)
+    count = N * X[0, 0].size
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    return mean / scale, std / scale
 
 
 def preprocess(

@@ -17,7 +17,7 @@ SHAPES = ("circle", "square", "triangle", "ring", "cross")
 TEXTURES = ("solid", "striped")
 CLASS_NAMES = [f"{texture}_{shape}" for texture in TEXTURES for shape in SHAPES]
 NUM_CLASSES = len(CLASS_NAMES)
-VERSION = 1  # bump when the rendering changes (invalidates caches)
+VERSION = 2  # bump when the rendering changes (invalidates caches)
 SIZE = 32
 _CHUNK = 2500  # images rendered at once (fixed: part of the definition of the bytes)
 _NUM_LINES = 3
@@ -96,22 +96,23 @@ def _col(values: np.ndarray) -> np.ndarray:
 
 
 def _paint(images: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> None:
-    """images (B, 3, H, W) float32: set colour (B, 3) where mask (B, H, W) holds."""
-    np.copyto(images, colour.astype(np.float32)[:, :, None, None], where=mask[:, None])
+    """images (B, 3, H, W) int16: set colour (B, 3) where mask (B, H, W) holds."""
+    np.copyto(images, np.rint(colour).astype(np.int16)[:, :, None, None], where=mask[:, None])
 
 
 def _render(p: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """Render one chunk of images from their parameters; returns uint8 (B, 3, H, W)."""
     B = len(p["shape"])
     yy, xx = _grid()
-    # Background: a colour plus a linear gradient along a random direction.
+    # Background: a colour plus a linear gradient along a random direction (whole pixels).
     ramp = (_col(np.cos(p["gradient_angle"])) * (xx - 16) + _col(np.sin(p["gradient_angle"]))
             * (yy - 16)) * _col(p["gradient"] / 16)
-    images = p["background"].astype(np.float32)[:, :, None, None] + ramp[:, None]
+    images = np.empty((B, 3, SIZE, SIZE), dtype=np.int16)
+    images[:] = np.rint(p["background"]).astype(np.int16)[:, :, None, None]
+    images += np.rint(ramp).astype(np.int16)[:, None]
     # Clutter behind the shape: thin line segments and small blobs.
     for k in range(_NUM_LINES):
-        ends = p["line_ends"][:, k]
-        _paint(images, _segment_mask(ends, yy, xx), p["line_colour"][:, k])
+        _paint(images, _segment_mask(p["line_ends"][:, k]), p["line_colour"][:, k])
     for k in range(_NUM_BLOBS):
         centre = p["blob_centre"][:, k]
         dist2 = (yy - _col(centre[:, 0])) ** 2 + (xx - _col(centre[:, 1])) ** 2
@@ -127,26 +128,32 @@ def _render(p: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
         rows = np.flatnonzero(p["shape"] == index)
         if len(rows):
             mask[rows] = _shape_mask(shape, u[rows], v[rows])
-    # Texture: solid fill, or stripes of a second colour at a random angle and period.
-    fill = np.broadcast_to(p["foreground"].astype(np.float32)[:, :, None, None], images.shape)
-    striped = p["striped"].astype(bool)
-    along = (dx * _col(np.cos(p["stripe_angle"])) + dy * _col(np.sin(p["stripe_angle"])))
-    stripes = (np.floor(along / _col(p["stripe_period"])) % 2 == 1) & striped[:, None, None]
-    fill = np.where(stripes[:, None], p["stripe_colour"].astype(np.float32)[:, :, None, None], fill)
-    np.copyto(images, fill, where=mask[:, None])
-    # Pixel noise, then back to bytes.
-    images += rng.integers(-10, 11, size=images.shape, dtype=np.int8)
+    _paint(images, mask, p["foreground"])
+    # Texture: striped shapes get stripes of a second colour at a random angle and period.
+    rows = np.flatnonzero(p["striped"])
+    along = (dx[rows] * _col(np.cos(p["stripe_angle"][rows]))
+             + dy[rows] * _col(np.sin(p["stripe_angle"][rows])))
+    stripes = np.zeros_like(mask)
+    stripes[rows] = (np.floor(along / _col(p["stripe_period"][rows])) % 2 == 1) & mask[rows]
+    _paint(images, stripes, p["stripe_colour"])
+    # Pixel noise (the same on the three channels), then back to bytes.
+    images += rng.integers(-10, 11, size=(B, 1, SIZE, SIZE), dtype=np.int8)
     np.clip(images, 0, 255, out=images)
-    return np.rint(images).astype(np.uint8)
+    return images.astype(np.uint8)
 
 
-def _segment_mask(ends: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-    """Pixels within 0.75 px of the segment (y0, x0) - (y1, x1); ends (B, 4)."""
-    y0, x0, y1, x1 = (_col(ends[:, i]) for i in range(4))
-    ey, ex = y1 - y0, x1 - x0
-    length2 = np.maximum(ey * ey + ex * ex, 1e-6)
-    t = np.clip(((yy - y0) * ey + (xx - x0) * ex) / length2, 0, 1)
-    return (yy - y0 - t * ey) ** 2 + (xx - x0 - t * ex) ** 2 <= 0.5625
+def _segment_mask(ends: np.ndarray) -> np.ndarray:
+    """Pixels on the segments (y0, x0) - (y1, x1), ends (B, 4): sampled every half pixel."""
+    B = len(ends)
+    t = np.linspace(0.0, 1.0, 2 * int(np.ceil(np.sqrt(2) * (SIZE + 4))) + 1)
+    y = ends[:, 0:1] + (ends[:, 2:3] - ends[:, 0:1]) * t
+    x = ends[:, 1:2] + (ends[:, 3:4] - ends[:, 1:2]) * t
+    yi, xi = np.floor(y).astype(np.int64), np.floor(x).astype(np.int64)
+    inside = (yi >= 0) & (yi < SIZE) & (xi >= 0) & (xi < SIZE)
+    rows = np.broadcast_to(np.arange(B)[:, None], yi.shape)
+    mask = np.zeros((B, SIZE, SIZE), dtype=bool)
+    mask[rows[inside], yi[inside], xi[inside]] = True
+    return mask
 
 
 def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
