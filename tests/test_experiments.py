@@ -44,6 +44,7 @@ def test_conv_demo_builtin_images(tmp_path):
     np.testing.assert_allclose(outputs[1, 1, 10, 20], np.sum(blue * sobel) + 128)
     assert len(list((run / "conv_demo").glob("*.png"))) == 6
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+    _plot(tmp_path, run, {"conv_demo.png"})
 
 
 def test_conv_demo_user_images_and_bad_path(tmp_path):
