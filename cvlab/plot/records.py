@@ -162,14 +162,16 @@ def accuracy_series(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndar
 
     The x value is the check's iteration over the iterations per epoch, so a check after
     the k-th epoch sits at k whether the trainer logged it under epoch k (numpy Solver) or
-    under the epoch index k-1 (torch trainer); without loss rows, the epoch column.
+    under the epoch index k-1 (torch trainer), and the check after the first iteration sits
+    at 0; without loss rows, the epoch column.
     """
     per_epoch = iterations_per_epoch(frame)
     if per_epoch is None:
         x_name = "epoch" if "epoch" in frame.columns else "iteration"
         return column(frame, name, x_name)
     iterations, values = column(frame, name, "iteration")
-    return iterations / per_epoch, values
+    # the check after the first step (the course's "epoch 0" point) sits at 0
+    return np.where(iterations <= 1, 0.0, iterations / per_epoch), values
 
 
 def final_loss(frame: pd.DataFrame, window: int = FINAL_LOSS_WINDOW) -> float:
