@@ -374,3 +374,16 @@ def test_cli_info_reports_format_counts_and_cache(cvlab, tmp_path):
     out = result.stdout
     assert "image-folder tree" in out and "60 train / 20 test images in 10 classes" in out
     assert "not built yet" in out and "synthetic" in out
+
+
+def test_process_pool_decoding_gives_the_same_arrays(tmp_path, monkeypatch):
+    from cvlab.data import cifar10_formats
+
+    tree = write_tree(tmp_path / "root", Tiny(), ".png")
+    alone = cifar10_formats.read_tree(tree, workers=1)
+    monkeypatch.setattr(cifar10_formats, "_POOL_MIN_IMAGES", 0)
+    monkeypatch.setattr(cifar10_formats, "_POOL_CHUNK", 7)
+    pooled = cifar10_formats.read_tree(tree, workers=2)
+    assert np.array_equal(alone.X_train, pooled.X_train)
+    assert np.array_equal(alone.X_test, pooled.X_test)
+    assert np.array_equal(alone.y_train, pooled.y_train)

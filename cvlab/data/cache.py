@@ -63,17 +63,6 @@ def tree_fingerprint(top: Path) -> tuple[str, int]:
     return digest.hexdigest(), count
 
 
-def is_writable_dir(folder: Path) -> bool:
-    """Whether `folder` exists (or can be created) and accepts new files."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-"):
-            pass
-        return True
-    except OSError:
-        return False
-
-
 def cache_dir_for(root: Path, dataset: str) -> Path:
     """Cache folder of a dataset found under `root`.
 
@@ -81,9 +70,9 @@ def cache_dir_for(root: Path, dataset: str) -> Path:
     named after the root's absolute path.
     """
     beside = root / ".cvlab-cache"
-    if beside.is_dir() and os.access(beside, os.W_OK) or (
-        root.is_dir() and os.access(root, os.W_OK)
-    ):
+    writable = os.access(beside, os.W_OK) if beside.is_dir() else (
+        root.is_dir() and os.access(root, os.W_OK))
+    if writable:
         return beside
     tag = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
     return cache_home() / dataset / tag

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import lzma
+import multiprocessing
 import os
 import pickle
 import tarfile
@@ -20,6 +21,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -169,10 +171,17 @@ def decode_images(items: list[tuple[str, bytes | str]], workers: int = MAX_WORKE
     """Decode many image files into (N, 3, 32, 32) uint8, with a small process pool if large."""
     chunks = [items[i:i + _POOL_CHUNK] for i in range(0, len(items), _POOL_CHUNK)]
     workers = min(workers, os.cpu_count() or 1, len(chunks))
-    if workers > 1 and len(items) >= _POOL_MIN_IMAGES:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(_decode_chunk, chunks))
-    else:
+    results = None
+    # fork (where there is one): workers inherit the imports and never re-run __main__.
+    if workers > 1 and len(items) >= _POOL_MIN_IMAGES \
+            and "fork" in multiprocessing.get_all_start_methods():
+        try:
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                results = list(pool.map(_decode_chunk, chunks))
+        except (BrokenProcessPool, OSError):
+            results = None  # no usable pool here: decode in this process
+    if results is None:
         results = [_decode_chunk(chunk) for chunk in chunks]
     for _, error in results:
         if error is not None:
