@@ -81,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if not INFO_FLAGS.intersection(rest):
         positions = override_positions(rest)
         try:
-            forced = force_schema_keys(name, [rest[i] for i in positions])
-            precheck(name, forced)
+            forced = precheck(name, [rest[i] for i in positions])
         except UserError as err:
             return fail(f"cvlab {name}: {err}")
         for i, override in zip(positions, forced):
@@ -101,27 +100,6 @@ def override_positions(args: list[str]) -> list[int]:
         else:
             positions.append(i)
     return positions
-
-
-def force_schema_keys(name: str, overrides: list[str]) -> list[str]:
-    """Let `key=value` set any schema field, also one that the YAML files leave at its default.
-
-    Hydra refuses keys absent from the composed YAML; every schema field is a valid key, so
-    such overrides become `++key=value`. Anything else stays as typed (and a typo is reported
-    with the valid keys).
-    """
-    from cvlab.config.commands import schema_keys
-    from cvlab.paths import config_dir
-
-    groups = {p.name for p in config_dir().iterdir() if p.is_dir()}
-    keys = schema_keys(name) - groups
-    result = []
-    for override in overrides:
-        key = override.split("=", 1)[0]
-        if "=" in override and key in keys and not key.startswith(("+", "~")):
-            override = "++" + override
-        result.append(override)
-    return result
 
 
 def unknown_key_message(name: str, key: str) -> str | None:
@@ -178,29 +156,43 @@ def one_line(err: BaseException) -> str:
     return "; ".join(parts)
 
 
-def precheck(name: str, overrides: list[str]) -> None:
-    """Compose and validate the config before Hydra runs anything (first value of sweeps)."""
+def precheck(name: str, overrides: list[str]) -> list[str]:
+    """Compose and validate the config before Hydra runs anything (first value of sweeps).
+
+    Returns the overrides to hand to Hydra: a schema field that the YAML files leave at its
+    default (Hydra refuses keys absent from the composed YAML) is set with `++key=value`.
+    A typo is reported with the valid keys.
+    """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from cvlab.config.commands import validate
+    from cvlab.config.commands import schema_keys, validate
     from cvlab.paths import config_dir
 
+    overrides = list(overrides)
+    keys = schema_keys(name)
+    GlobalHydra.instance().clear()
     try:
-        overrides = first_of_sweeps(overrides)
-        GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            cfg = compose(config_name=name, overrides=overrides)
-    except (HydraException, OmegaConfBaseException, ValueError) as err:
-        match = re.search(r"Could not override '([^']+)'", str(err))
-        message = unknown_key_message(name, match.group(1)) if match else None
-        if message:
-            raise UserError(message) from None
-        raise UserError(f"invalid config or override: {one_line(err)} "
-                        f"(see cvlab {name} --help)") from None
+            for _ in range(len(overrides) + 1):
+                try:
+                    cfg = compose(config_name=name, overrides=first_of_sweeps(overrides))
+                    break
+                except (HydraException, OmegaConfBaseException, ValueError) as err:
+                    match = re.search(r"Could not override '([^']+)'", str(err))
+                    key = match.group(1) if match else None
+                    spots = [i for i, o in enumerate(overrides) if o.split("=", 1)[0] == key]
+                    if key in keys and spots:
+                        overrides[spots[0]] = "++" + overrides[spots[0]]
+                        continue
+                    message = unknown_key_message(name, key) if key else None
+                    if message:
+                        raise UserError(message) from None
+                    raise UserError(f"invalid config or override: {one_line(err)} "
+                                    f"(see cvlab {name} --help)") from None
     finally:
         GlobalHydra.instance().clear()
     plain = OmegaConf.to_container(cfg, resolve=False)
@@ -208,6 +200,7 @@ def precheck(name: str, overrides: list[str]) -> None:
         validate(name, plain)
     except OmegaConfBaseException as err:
         raise UserError(f"invalid config: {one_line(err)}") from None
+    return overrides
 
 
 def run_hydra(name: str, args: list[str]) -> int:
@@ -307,17 +300,26 @@ class SweepSummaryCallback:
     def on_compose_config(self, config: Any, config_name: Any, overrides: Any) -> None: ...
 
 
+SWEEP_TABLE_METRICS = ("best_val_acc", "best_train_acc", "final_loss_mean_last100", "test_acc",
+                       "val_bleu4", "wall_time_s")
+
+
 def _print_sweep_table(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Job, status, the overrides that differ between jobs, and the key metrics."""
     from rich.console import Console
     from rich.table import Table
 
+    tokens = [str(row.get("overrides", "")).split() for row in rows]
+    shared = set.intersection(*map(set, tokens)) if tokens else set()
     table = Table(title=f"sweep {sweep_dir}")
-    columns = list(dict.fromkeys(key for row in rows for key in row if key != "error"))
-    for column in columns:
+    metrics = [m for m in SWEEP_TABLE_METRICS if any(m in row for row in rows)]
+    for column in ("job", "status", "overrides", *metrics):
         table.add_column(column)
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
-    Console().print(table)
+    for row, words in zip(rows, tokens):
+        varying = " ".join(w for w in words if w not in shared)
+        table.add_row(str(row["job"]), str(row["status"]), varying,
+                      *(_cell(row.get(m)) for m in metrics))
+    Console(width=160 if not sys.stdout.isatty() else None).print(table)
 
 
 def _cell(value: Any) -> str:
