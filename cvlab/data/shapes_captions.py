@@ -176,14 +176,24 @@ def extract_features(images: np.ndarray, batch_size: int = 256) -> np.ndarray:
 
 def fit_pca(train: np.ndarray, dim: int = PCA_DIM) -> tuple[np.ndarray, np.ndarray, float]:
     """(mean, components (F, dim), scale) such that (x - mean) @ components / scale has unit
-    mean variance per dimension on the training features."""
+    mean variance per dimension on the training features.
+
+    Components are the covariance's leading eigenvectors, each with its largest entry
+    positive. With fewer images than features they come from the SVD of the centred
+    features instead (faster), and components beyond the image count are zero columns.
+    """
     train = train.astype(np.float64)
     mean = train.mean(axis=0)
     centred = train - mean
-    cov = centred.T @ centred / max(len(train) - 1, 1)
-    values, vectors = np.linalg.eigh(cov)
-    order = np.argsort(values)[::-1][:dim]
-    components = vectors[:, order]
+    if len(train) >= train.shape[1]:
+        cov = centred.T @ centred / max(len(train) - 1, 1)
+        values, vectors = np.linalg.eigh(cov)
+        components = vectors[:, np.argsort(values)[::-1][:dim]]
+    else:
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        components = np.zeros((train.shape[1], dim))
+        keep = min(dim, vt.shape[0])
+        components[:, :keep] = vt[:keep].T
     # Fix each component's sign so the result does not depend on the eigen solver.
     signs = np.sign(components[np.abs(components).argmax(axis=0), np.arange(components.shape[1])])
     components = components * np.where(signs == 0, 1, signs)
