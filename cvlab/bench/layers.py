@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -265,6 +266,14 @@ def shapes_legend(rows: list[Comparison]) -> str:
     return "shapes:\n" + "\n".join(seen)
 
 
+def _load() -> float:
+    """The 1-minute load average (0 where the platform has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
+
+
 def write_csv(path: Path, rows: list[Comparison]) -> None:
     records = [row.row() for row in rows]
     with path.open("w", newline="") as f:
@@ -287,7 +296,8 @@ def run(cfg: BenchConfig, run_dir: Path) -> int:
                   f"({'compiled cvlab.ext' if implementation == 'cython' else 'numpy fallback'}); "
                   f"threads: numpy {threads}, torch {torch.get_num_threads()}; "
                   f"torch {torch.__version__}; {platform.processor() or platform.machine()}; "
-                  f"repeats {cfg.repeats}, warm-up {cfg.warmup}"
+                  f"repeats {cfg.repeats}, warm-up {cfg.warmup}; "
+                  f"load average {_load():.1f} on {os.cpu_count()} CPUs"
                   f"{'; QUICK shapes (targets not meaningful)' if cfg.quick else ''}")
         console.print(header)
         write_summary(run_dir, status="running", implementation=implementation, threads=threads)
@@ -311,10 +321,12 @@ def run(cfg: BenchConfig, run_dir: Path) -> int:
     write_csv(run_dir / "bench_layers.csv", bench.rows)
     with_target = [row for row in bench.rows if row.target]
     met = sum(row.met == "yes" for row in with_target)
-    console.print(f"targets met: {met} of {len(with_target)}; rows in "
-                  f"{run_dir / 'bench_layers.csv'}")
+    console.print(f"targets met: {met} of {len(with_target)}; load average at the end "
+                  f"{_load():.1f} (timings are reliable only on an otherwise idle machine); "
+                  f"rows in {run_dir / 'bench_layers.csv'}")
     write_summary(run_dir, status="completed", wall_time_s=time.perf_counter() - start,
                   implementation=implementation, threads=threads, quick=cfg.quick,
+                  load_average=round(_load(), 2),
                   metrics={"targets_met": met, "targets": len(with_target),
                            **{f"{row.benchmark} [{row.dtype}] speedup": round(row.speedup, 3)
                               for row in bench.rows}})
