@@ -1,0 +1,145 @@
+"""Captioning training runs: run folder records, BLEU, resume, divergence, errors, plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from cvlab.config.train import validate_train
+from cvlab.errors import UserError
+from cvlab.runs import read_summary
+from cvlab.train.run_captioning import run
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def shapes_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("shapes_root")
+
+
+def config(shapes_root: Path, **top):
+    cfg = {
+        "model": {"type": "captioning", "cell_type": top.pop("cell_type", "lstm"),
+                  "wordvec_dim": 16, "hidden_dim": 24, "gallery_samples": 3, "max_length": 16},
+        "dataset": {"name": "shapes_captions", "root": str(shapes_root), "shapes_train": 30,
+                    "shapes_val": 10, "shapes_seed": 1},
+        "optimizer": {"name": "adam", "learning_rate": 1e-2},
+        "device": {"name": "cpu"},
+        "epochs": 2, "batch_size": 20, "progress": False, "num_train_samples": 10,
+    }
+    for key, value in top.items():
+        if isinstance(value, dict):
+            cfg[key].update(value)
+        else:
+            cfg[key] = value
+    return validate_train(cfg)
+
+
+def test_run_records_metrics_bleu_samples_and_checkpoint(shapes_root, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    assert run(config(shapes_root), run_dir) == 0
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed" and summary["dataset"] == "shapes_captions"
+    assert summary["wall_time_s"] > 0
+    m = summary["metrics"]
+    for key in ("BLEU-1", "BLEU-4", "course_bleu", "captions_per_s", "final_loss"):
+        assert key in m
+    assert 0 <= m["BLEU-4"] <= m["BLEU-1"] <= 1 and m["captions_per_s"] > 0
+    frame = pd.read_csv(run_dir / "metrics.csv")
+    assert list(frame.columns[:3]) == ["iteration", "epoch", "loss"]
+    steps = frame.dropna(subset=["loss"])
+    per_epoch = max(frame["iteration"]) // 2
+    assert list(steps["iteration"]) == list(range(1, 2 * per_epoch + 1))
+    evals = frame.dropna(subset=["val_bleu4"])
+    assert list(evals["epoch"]) == [1, 2]  # BLEU per epoch (bleu_every=1)
+    samples = json.loads((run_dir / "samples.json").read_text())
+    assert set(samples["splits"]) == {"train", "val"}
+    first = samples["splits"]["val"][0]
+    assert Path(first["image"]).is_file() and first["references"] and "generated" in first
+    assert (run_dir / "checkpoint.pt").is_file()
+
+    from cvlab.plot.captioning import plot_captioning_run
+
+    written = plot_captioning_run(run_dir, tmp_path / "plots")
+    assert sorted(p.name for p in written) == ["caption_gallery.png", "caption_loss.png"]
+    assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_resume_continues_where_the_checkpoint_stopped(shapes_root, tmp_path):
+    first, second, straight = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for d in (first, second, straight):
+        d.mkdir()
+    run(config(shapes_root, cell_type="rnn", epochs=1), first)
+    run(config(shapes_root, cell_type="rnn", epochs=2, resume=str(first)), second)
+    run(config(shapes_root, cell_type="rnn", epochs=2), straight)
+    resumed = pd.read_csv(second / "metrics.csv").dropna(subset=["loss"])
+    direct = pd.read_csv(straight / "metrics.csv").dropna(subset=["loss"])
+    assert list(resumed["iteration"]) == list(direct["iteration"])  # no gap, no duplicates
+    assert resumed["loss"].tolist() == pytest.approx(direct["loss"].tolist(), rel=1e-5)
+    assert read_summary(second)["metrics"]["epochs"] == 2
+
+    with pytest.raises(UserError, match="no captioning checkpoint"):
+        run(config(shapes_root, resume=str(tmp_path / "nowhere")), tmp_path)
+    with pytest.raises(UserError, match="does not fit this model"):
+        run(config(shapes_root, cell_type="lstm", epochs=2, resume=str(first)), tmp_path)
+
+
+def test_non_finite_loss_stops_as_diverged(shapes_root, tmp_path):
+    cfg = config(shapes_root, cell_type="rnn", epochs=3,
+                 optimizer={"name": "sgd", "learning_rate": 1e30})
+    assert run(cfg, tmp_path) == 0
+    summary = read_summary(tmp_path)
+    assert summary["status"] == "diverged"
+    assert summary["metrics"]["iterations"] < 3 * 2
+
+
+def test_missing_coco_is_a_user_error(tmp_path):
+    cfg = validate_train({"model": {"type": "captioning"},
+                          "dataset": {"name": "coco", "root": str(tmp_path / "none")}})
+    with pytest.raises(UserError, match="COCO captioning not found.*cvlab data fetch"):
+        run(cfg, tmp_path)
+    cfg = validate_train({"model": {"type": "captioning"}, "dataset": {"name": "cifar10"}})
+    with pytest.raises(UserError, match="holds no captions"):
+        run(cfg, tmp_path)
+
+
+def test_config_rejects_bad_values():
+    from cvlab.config import ConfigError
+
+    with pytest.raises(ConfigError, match="model.cell_type='gru' is not allowed"):
+        validate_train({"model": {"type": "captioning", "cell_type": "gru"}})
+    with pytest.raises(ConfigError, match="model.hidden_dim"):
+        validate_train({"model": {"type": "captioning", "hidden_dim": 0}})
+
+
+@pytest.mark.slow
+def test_cli_trains_the_overfit_experiment_and_plots(tmp_path, shapes_root):
+    from tests.conftest import run_cvlab
+
+    env = {"CVLAB_CACHE": str(tmp_path / "cache")}
+    args = ["train", "experiment=caption_overfit", "model=caption_lstm", "dataset=shapes_captions",
+            "dataset.shapes_train=60", "dataset.shapes_val=10", "device=cpu", "device.threads=1",
+            "num_val_samples=10", f"outputs_root={tmp_path / 'outputs'}"]
+    result = run_cvlab(*args, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    run_dir = next((tmp_path / "outputs" / "train").glob("*/*"))
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed"
+    assert summary["metrics"]["final_loss"] < 0.1  # the course's overfit target
+    bad = run_cvlab("train", "model=caption_rnn", "dataset=coco",
+                    f"dataset.root={tmp_path / 'none'}", f"outputs_root={tmp_path / 'o2'}",
+                    cwd=tmp_path, env=env)
+    assert bad.returncode == 2
+    assert "COCO captioning not found" in bad.stderr and "Traceback" not in bad.stderr
