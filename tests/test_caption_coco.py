@@ -60,7 +60,8 @@ def test_loads_the_course_layout(tmp_path):
     raw = load_coco_data(base, pca_features=False)
     assert raw["train_features"].shape == (6, 4096)
     assert find_coco(tmp_path) == base  # root or root/coco_captioning
-    assert info(tmp_path)[0]["found"] is True
+    assert str(base) in info(tmp_path)[0]["found"]
+    assert info(tmp_path / "empty")[0]["found"] == "nothing"
 
 
 def test_max_train_subsamples_with_the_course_rng(tmp_path):

@@ -198,16 +198,13 @@ def decode_captions(captions: np.ndarray, idx_to_word: list[str] | dict[int, str
 
 def info(root: str | Path | None = None) -> list[dict[str, Any]]:
     """Rows for `cvlab data info`: where COCO captioning is looked for and what is there."""
-    from cvlab.data.shapes_captions import info as shapes_info
-
-    base = find_coco(root)
     where = dataset_root("coco", root)
+    base = find_coco(root)
+    looked = f"{where} (or {where / FOLDER})"
     if base is None:
-        row = {"dataset": "coco", "found": False, "path": str(where),
-               "detail": f"not found; `cvlab data fetch dataset=coco` downloads {COCO_URL}"}
-    else:
-        row = {"dataset": "coco", "found": True, "path": str(base), "detail": _describe(base)}
-    return [row, *shapes_info()]
+        return [{"dataset": "coco", "looked in": looked, "found": "nothing",
+                 "fetch": f"cvlab data fetch dataset=coco downloads {COCO_URL}"}]
+    return [{"dataset": "coco", "looked in": looked, "found": f"{base}: {_describe(base)}"}]
 
 
 def _describe(base: Path) -> str:

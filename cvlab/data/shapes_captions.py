@@ -295,11 +295,9 @@ def ensure(num_train: int = 4000, num_val: int = 500, seed: int = 0,
 
 
 def info(root: str | Path | None = None) -> list[dict[str, Any]]:
-    """Rows for `cvlab data info`: generated shapes_captions sets in the cache."""
+    """Rows for `cvlab data info`: the embedded set and the generated copies in the cache."""
     parent = Path(root).expanduser() if root else default_root()
-    built = sorted(p for p in parent.glob(f"v{VERSION}-*") if (p / DONE_MARKER).is_file())
-    if not built:
-        return [{"dataset": "shapes_captions", "found": True, "path": str(parent),
-                 "detail": "embedded; generated on first use (a few seconds)"}]
-    return [{"dataset": "shapes_captions", "found": True, "path": str(p),
-             "detail": "embedded; generated"} for p in built]
+    built = sorted(p.name for p in parent.glob(f"v{VERSION}-*") if (p / DONE_MARKER).is_file())
+    return [{"dataset": "shapes_captions", "looked in": str(parent),
+             "found": "embedded (generated on first use, a few seconds)",
+             "cache": ", ".join(built) if built else "nothing generated yet"}]
