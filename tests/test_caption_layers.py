@@ -126,7 +126,7 @@ def test_temporal_softmax_matches_direct_and_masks_gradients():
     shifted = x - x.max(axis=2, keepdims=True)
     log_p = shifted - np.log(np.exp(shifted).sum(axis=2, keepdims=True))
     direct = -(log_p[np.arange(N)[:, None], np.arange(T)[None], y] * mask).sum() / N
-    assert float(loss) == pytest.approx(direct, rel=1e-12)
+    assert float(loss.detach()) == pytest.approx(direct, rel=1e-12)
     loss.backward()
     grad = xt.grad.numpy()
     assert np.isfinite(grad).all()

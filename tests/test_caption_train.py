@@ -144,3 +144,15 @@ def test_cli_trains_the_overfit_experiment(tmp_path, cvlab):
                 f"outputs_root={tmp_path / 'o2'}", env=env)
     assert bad.returncode == 2
     assert "COCO captioning not found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_gallery_without_local_images_shows_urls(tmp_path):
+    from cvlab.plot.captioning import plot_captioning_run
+
+    sample = {"image_index": 3, "url": "http://images.cocodataset.org/val2014/x.jpg",
+              "image": None, "generated": "<START> a cat on a mat <END>",
+              "references": ["<START> a cat sitting on a mat <END>"]}
+    (tmp_path / "samples.json").write_text(json.dumps(
+        {"dataset": "coco", "cell_type": "lstm", "splits": {"train": [sample], "val": [sample]}}))
+    written = plot_captioning_run(tmp_path, tmp_path / "plots")
+    assert [p.name for p in written] == ["caption_gallery.png"]  # no metrics.csv: no curve

@@ -47,14 +47,18 @@ def resolve_dataset(cfg: TrainConfig) -> tuple[str, Path]:
                         "dataset=coco or dataset=shapes_captions (auto picks coco when found)")
     if name in ("auto", "coco"):
         found = find_coco(ds.root)
+        if found is None and name == "coco" and ds.download:
+            from cvlab.data.coco import fetch_coco
+
+            found = fetch_coco(ds.root)
         if found is not None:
             return "coco", found
         if name == "coco":
             from cvlab.paths import dataset_root
 
             raise UserError(f"COCO captioning not found at {dataset_root('coco', ds.root)}; "
-                            "run `cvlab data fetch dataset=coco`, set dataset.root=<folder>, "
-                            "or use dataset=shapes_captions")
+                            "run `cvlab data fetch dataset=coco` (or add dataset.download=true), "
+                            "set dataset.root=<folder>, or use dataset=shapes_captions")
         log.info("COCO captioning not found locally: using the embedded shapes_captions set")
     from cvlab.data.shapes_captions import ensure
 
