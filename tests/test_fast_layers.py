@@ -170,13 +170,18 @@ def _env():
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-def test_fast_conv_is_one_gemm_on_the_course_shape_and_keeps_float32(implementation,
-                                                                     monkeypatch):
-    """No hidden float64 copy: every array the GEMM sees is float32 when the input is."""
+@pytest.mark.parametrize("x_shape, w_shape, chunks", [
+    ((100, 3, 31, 31), (25, 3, 3, 3), 1),  # the course's shape: all columns in one GEMM
+    ((50, 3, 32, 32), (32, 3, 7, 7), 50),  # ThreeLayerConvNet: one cache-sized GEMM per image
+])
+def test_fast_conv_gemms_see_only_float32(implementation, x_shape, w_shape, chunks,
+                                          monkeypatch):
+    """One large GEMM per chunk of images and no hidden float64 copy: every array the GEMMs
+    see is float32 when the input is."""
     rng = np.random.RandomState(0)
-    x = rng.randn(100, 3, 31, 31).astype(np.float32)
-    w = rng.randn(25, 3, 3, 3).astype(np.float32)
-    b = np.zeros(25, np.float32)
+    x = rng.randn(*x_shape).astype(np.float32)
+    w = rng.randn(*w_shape).astype(np.float32)
+    b = np.zeros(w_shape[0], np.float32)
     calls = []
     real_matmul = np.matmul
 
@@ -184,11 +189,15 @@ def test_fast_conv_is_one_gemm_on_the_course_shape_and_keeps_float32(implementat
         calls.append((a.dtype, b_.dtype, a.shape, b_.shape))
         return real_matmul(a, b_, *args, **kwargs)
 
+    monkeypatch.setattr(fast, "CHUNK_BYTES", 4 << 20 if chunks == 1 else 1 << 20)
     monkeypatch.setattr(fast.np, "matmul", spy)
     with fast.use_implementation(implementation):
-        out, cache = L.conv_forward_fast(x, w, b, {"stride": 2, "pad": 1})
+        out, cache = L.conv_forward_fast(x, w, b, {"stride": 2 if chunks == 1 else 1,
+                                                   "pad": 1 if chunks == 1 else 3})
     assert out.dtype == np.float32
-    assert len(calls) == 1  # the whole batch's columns fit one chunk: one GEMM
-    a_dtype, b_dtype, a_shape, b_shape = calls[0]
-    assert a_dtype == b_dtype == np.float32
-    assert a_shape == (25, 27) and b_shape == (27, 100 * 16 * 16)
+    assert len(calls) == chunks
+    F, C, HH, WW = w_shape
+    for a_dtype, b_dtype, a_shape, b_shape in calls:
+        assert a_dtype == b_dtype == np.float32
+        assert a_shape == (F, C * HH * WW)
+        assert b_shape[0] == C * HH * WW and b_shape[1] * chunks == out[:, 0].size
