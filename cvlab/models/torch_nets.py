@@ -9,7 +9,8 @@ Two networks, each written three ways (the same parameters and the same function
                       `two_layer_fc(x, params)` / `three_layer_convnet(x, params)`;
                       weights drawn by `random_weight` (Kaiming normal), biases `zero_weight`.
     api="module":     nn.Module subclasses `TwoLayerFC` / `ThreeLayerConvNet`.
-    api="sequential": `two_layer_fc_sequential` / `three_layer_convnet_sequential` (nn.Sequential).
+    api="sequential": `two_layer_fc_sequential` / `three_layer_convnet_sequential` (nn.Sequential,
+                      PyTorch's default initialization, as in the course's Sequential examples).
 
 Inputs are images x of shape (N, C, H, W); every forward returns scores of shape (N, 10).
 The barebones two-layer net carries biases too (the course's omits them) so that the three
@@ -169,23 +170,16 @@ class ThreeLayerConvNet(nn.Module):
 # ----------------------------------------------------------------------------- nn.Sequential
 
 
-def _kaiming_init(module: nn.Module) -> None:
-    if isinstance(module, (nn.Linear, nn.Conv2d)):
-        nn.init.kaiming_normal_(module.weight)
-        nn.init.zeros_(module.bias)
-
-
 def two_layer_fc_sequential(
     input_size: int, hidden_size: int, num_classes: int = 10
 ) -> nn.Sequential:
-    """nn.Sequential(Flatten, Linear, ReLU, Linear) with Kaiming-normal weights."""
+    """nn.Sequential(Flatten, Linear, ReLU, Linear) with PyTorch's default init (the course's)."""
     model = nn.Sequential(
         nn.Flatten(),
         nn.Linear(input_size, hidden_size),
         nn.ReLU(),
         nn.Linear(hidden_size, num_classes),
     )
-    model.apply(_kaiming_init)
     return model
 
 
@@ -193,7 +187,7 @@ def three_layer_convnet_sequential(
     in_channel: int, channel_1: int, channel_2: int, num_classes: int = 10,
     image_size: tuple[int, int] = (32, 32),
 ) -> nn.Sequential:
-    """nn.Sequential version of the three-layer convnet, Kaiming-normal weights."""
+    """nn.Sequential version of the three-layer convnet, PyTorch's default init (the course's)."""
     model = nn.Sequential(
         nn.Conv2d(in_channel, channel_1, 5, padding=2),
         nn.ReLU(),
@@ -202,7 +196,6 @@ def three_layer_convnet_sequential(
         nn.Flatten(),
         nn.Linear(channel_2 * image_size[0] * image_size[1], num_classes),
     )
-    model.apply(_kaiming_init)
     return model
 
 
