@@ -1,10 +1,13 @@
 """Fast convolution and max pooling: same signatures and results as the naive layers.
 
-Convolution is im2col + one large GEMM (forward: w (F, C*HH*WW) @ cols; backward: one GEMM
-for dw and one for the column gradients, then col2im). Max pooling records the index of each
-window's first maximum and routes the gradient there. The kernels come from the compiled
-extension cvlab.ext (Cython) when it is built, otherwise from the pure-numpy fallback
-cvlab.layers.fast_numpy; `implementation()` says which is in use. float32 stays float32.
+Convolution is im2col + GEMM: the columns of a block of images (the whole batch when they fit
+in CHUNK_BYTES, else cache-sized blocks of whole images) go through one large GEMM each
+(forward: w (F, C*HH*WW) @ cols; backward: one GEMM for dw and one for the column gradients,
+then col2im); no Python loop over positions or filters, no np.add.at. Max pooling records
+the index of each window's first maximum and routes the gradient there. The kernels come
+from the compiled extension cvlab.ext (Cython) when it is built, otherwise from the
+pure-numpy fallback cvlab.layers.fast_numpy; `implementation()` says which is in use.
+float32 stays float32.
 
 Set the environment variable CVLAB_FAST_LAYERS=numpy to force the fallback, or use the
 context manager `use_implementation("numpy" | "cython")`.
@@ -196,5 +199,8 @@ def max_pool_forward_fast(x: np.ndarray, pool_param: dict) -> tuple[np.ndarray, 
 def max_pool_backward_fast(dout: np.ndarray, cache: tuple) -> np.ndarray:
     """Fast max_pool_backward_naive: dout (N, C, H', W') -> dx (N, C, H, W)."""
     (_, _, H, W), pool, argmax = cache
+    if np.shape(dout) != argmax.shape:
+        raise ValueError(f"max pool backward: dout {np.shape(dout)} must have the forward's "
+                         f"output shape {argmax.shape}")
     dout = _float_array(dout, _float_dtype(dout))
     return _active[0].max_pool_backward(dout, argmax, H, W, *pool)
