@@ -177,6 +177,7 @@ def run(cfg: TrainConfig, run_dir: Path) -> int:
 
     run_dir = Path(run_dir)
     start = time.perf_counter()
+    cpu_start = time.process_time()
     # The course's layers draw dropout masks from numpy's global RNG: seed it too, so that
     # seeded runs are reproducible; minibatches and weights use their own RandomState.
     np.random.seed(cfg.seed)
@@ -231,6 +232,8 @@ def run(cfg: TrainConfig, run_dir: Path) -> int:
             with np.errstate(over="ignore", invalid="ignore"):
                 metrics["test_acc"] = solver.check_accuracy(data["X_test"], data["y_test"])
         metrics["blas_threads"] = blas_threads()
+        # CPU seconds of this process: far below wall_time_s means the job waited for a core.
+        metrics["cpu_time_s"] = round(time.process_time() - cpu_start, 3)
         ckpt.save_params(run_dir / ckpt.PARAMS_NAME, model.params)
 
     status = "diverged" if solver.diverged else "completed"
