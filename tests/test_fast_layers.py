@@ -170,14 +170,17 @@ def _env():
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-@pytest.mark.parametrize("x_shape, w_shape, chunks", [
-    ((100, 3, 31, 31), (25, 3, 3, 3), 1),  # the course's shape: all columns in one GEMM
-    ((50, 3, 32, 32), (32, 3, 7, 7), 50),  # ThreeLayerConvNet: one cache-sized GEMM per image
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("x_shape, w_shape, conv_param, chunks", [
+    # the course's shape: each worker's columns in one GEMM
+    ((100, 3, 31, 31), (25, 3, 3, 3), {"stride": 2, "pad": 1}, 1),
+    # ThreeLayerConvNet: one cache-sized GEMM per image
+    ((50, 3, 32, 32), (32, 3, 7, 7), {"stride": 1, "pad": 3}, 50),
 ])
-def test_fast_conv_gemms_see_only_float32(implementation, x_shape, w_shape, chunks,
-                                          monkeypatch):
-    """One large GEMM per chunk of images and no hidden float64 copy: every array the GEMMs
-    see is float32 when the input is."""
+def test_fast_conv_gemms_are_large_and_float32(implementation, workers, x_shape, w_shape,
+                                               conv_param, chunks, monkeypatch):
+    """One large GEMM per block of images and no hidden float64 copy: every array the GEMMs
+    see is float32 when the input is; the blocks are split between the BLAS threads."""
     rng = np.random.RandomState(0)
     x = rng.randn(*x_shape).astype(np.float32)
     w = rng.randn(*w_shape).astype(np.float32)
@@ -189,15 +192,51 @@ def test_fast_conv_gemms_see_only_float32(implementation, x_shape, w_shape, chun
         calls.append((a.dtype, b_.dtype, a.shape, b_.shape))
         return real_matmul(a, b_, *args, **kwargs)
 
-    monkeypatch.setattr(fast, "CHUNK_BYTES", 4 << 20 if chunks == 1 else 1 << 20)
+    monkeypatch.setattr(fast, "CHUNK_BYTES", 4 << 20)
+    monkeypatch.setattr(fast, "_blas_threads", lambda: workers)
     monkeypatch.setattr(fast.np, "matmul", spy)
     with fast.use_implementation(implementation):
-        out, cache = L.conv_forward_fast(x, w, b, {"stride": 2 if chunks == 1 else 1,
-                                                   "pad": 1 if chunks == 1 else 3})
+        out, cache = L.conv_forward_fast(x, w, b, conv_param)
+    reference, _ = L.conv_forward_naive(x[:2], w, b, conv_param)
+    np.testing.assert_allclose(out[:2], reference, rtol=1e-4, atol=1e-4)
     assert out.dtype == np.float32
-    assert len(calls) == chunks
     F, C, HH, WW = w_shape
+    N = x_shape[0]
+    per_chunk = min(N, (4 << 20) // (C * HH * WW * out[0, 0].size * 4))
+    parts = [N * (i + 1) // workers - N * i // workers for i in range(workers)]
+    assert len(calls) == sum(-(-part // per_chunk) for part in parts)
+    if chunks == 1:
+        assert len(calls) == workers
     for a_dtype, b_dtype, a_shape, b_shape in calls:
         assert a_dtype == b_dtype == np.float32
-        assert a_shape == (F, C * HH * WW)
-        assert b_shape[0] == C * HH * WW and b_shape[1] * chunks == out[:, 0].size
+        assert a_shape == (F, C * HH * WW) and b_shape[0] == C * HH * WW
+    assert sum(b_shape[1] for *_, b_shape in calls) == out[:, 0].size
+
+
+def test_worker_threads_give_the_same_results_and_leave_blas_threads_alone(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    rng = np.random.RandomState(3)
+    x, w, b = rng.randn(7, 3, 9, 9), rng.randn(4, 3, 3, 3), rng.randn(4)
+    dout = rng.randn(7, 4, 9, 9)
+    conv_param = {"stride": 1, "pad": 1}
+    results = {}
+    before = [info["num_threads"] for info in threadpool_info()]
+    for workers in (1, 3):
+        monkeypatch.setattr(fast, "_blas_threads", lambda workers=workers: workers)
+        out, cache = L.conv_forward_fast(x, w, b, conv_param)
+        results[workers] = [out, *L.conv_backward_fast(dout, cache)]
+    for a, b_ in zip(results[1], results[3]):
+        np.testing.assert_allclose(a, b_, rtol=1e-12, atol=1e-12)
+    assert [info["num_threads"] for info in threadpool_info()] == before
+
+
+def test_an_error_in_a_worker_reaches_the_caller(monkeypatch):
+    monkeypatch.setattr(fast, "_blas_threads", lambda: 2)
+
+    def work(first, last):
+        if first > 0:
+            raise RuntimeError("worker failed")
+
+    with pytest.raises(RuntimeError, match="worker failed"):
+        fast._in_parallel(4, work)

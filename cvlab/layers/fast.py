@@ -1,13 +1,14 @@
 """Fast convolution and max pooling: same signatures and results as the naive layers.
 
-Convolution is im2col + GEMM: the columns of a block of images (the whole batch when they fit
-in CHUNK_BYTES, else cache-sized blocks of whole images) go through one large GEMM each
+Convolution is im2col + GEMM: the columns of a block of images (the whole batch when they
+fit in CHUNK_BYTES, else cache-sized blocks of whole images) go through one large GEMM each
 (forward: w (F, C*HH*WW) @ cols; backward: one GEMM for dw and one for the column gradients,
-then col2im); no Python loop over positions or filters, no np.add.at. Max pooling records
-the index of each window's first maximum and routes the gradient there. The kernels come
-from the compiled extension cvlab.ext (Cython) when it is built, otherwise from the
-pure-numpy fallback cvlab.layers.fast_numpy; `implementation()` says which is in use.
-float32 stays float32.
+then col2im); no Python loop over positions or filters, no np.add.at. The images are split
+between as many worker threads as numpy's BLAS has, each with single-threaded BLAS.
+Max pooling records the index of each window's first maximum and routes the gradient there.
+The kernels come from the compiled extension cvlab.ext (Cython) when it is built, otherwise
+from the pure-numpy fallback cvlab.layers.fast_numpy; `implementation()` says which is in
+use. float32 stays float32.
 
 Set the environment variable CVLAB_FAST_LAYERS=numpy to force the fallback, or use the
 context manager `use_implementation("numpy" | "cython")`.
@@ -17,7 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from types import ModuleType, SimpleNamespace
 
 import numpy as np
@@ -88,14 +90,67 @@ def _float_dtype(*arrays: np.ndarray) -> np.dtype:
     return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
-# The batch is processed in chunks of whole images whose columns take at most this many
-# bytes, so that each chunk's im2col output stays in the CPU's L2 cache while its GEMMs read it:
-# on a memory-bound machine writing and re-reading one 30-60 MB column matrix costs more than
-# the GEMM itself (measured: the whole-batch GEMMs of the ThreeLayerConvNet layer ran 5x slower
-# than the same FLOPs in cache-sized chunks). Small batches (the course's conv shape in float32)
-# are one chunk: one im2col and one GEMM. A chunk of one image needs no transposes at all: its
-# GEMM output (F, H'*W') is already the layout of out[n] (as in Caffe's per-image im2col).
+# Each worker processes its images in chunks whose columns take at most this many bytes, so
+# that a chunk's im2col output stays in the CPU's L2 cache while its GEMMs read it: on a
+# memory-bound machine writing and re-reading one 30-60 MB column matrix costs more than the
+# GEMM itself (the whole-batch GEMMs of the ThreeLayerConvNet layer ran 5x slower than the same
+# FLOPs in cache-sized chunks). Small problems (the course's conv shape) are one chunk per
+# worker. A chunk of one image needs no transposes: its GEMM output (F, H'*W') is already the
+# layout of out[n] (as in Caffe's per-image im2col).
 CHUNK_BYTES = 1 << 20
+
+_blas: list = []  # the threadpoolctl controller of numpy's BLAS, created on first use
+
+
+def _blas_controller():
+    if not _blas:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _blas.append(ThreadpoolController().select(user_api="blas"))
+        except Exception:  # no threadpoolctl or no BLAS it knows: work in the calling thread
+            _blas.append(None)
+    return _blas[0]
+
+
+def _blas_threads() -> int:
+    controller = _blas_controller()
+    if controller is None or not controller.lib_controllers:
+        return 1
+    return max(lib.num_threads for lib in controller.lib_controllers)
+
+
+def _in_parallel(N: int, work: Callable[[int, int], object]) -> list:
+    """Run work(start, stop) on contiguous parts of range(N), one part per BLAS thread.
+
+    Each part runs in its own thread with BLAS single-threaded (the im2col/col2im kernels and
+    the GEMMs release the GIL), so the workers never wait on each other until the end: many
+    small multi-threaded GEMM calls each synchronize all BLAS threads, which on a busy machine
+    costs more than the GEMMs. With one BLAS thread (or one image) it is a plain call.
+    """
+    workers = min(_blas_threads(), N)
+    if workers <= 1:
+        return [work(0, N)]
+    bounds = [N * i // workers for i in range(workers + 1)]
+    results: list = [None] * workers
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            results[i] = work(bounds[i], bounds[i + 1])
+        except BaseException as err:  # re-raised in the calling thread below
+            errors.append(err)
+
+    with _blas_controller().limit(limits=1):
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(1, workers)]
+        for thread in threads:
+            thread.start()
+        run(0)
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def _images_per_chunk(N: int, cols_per_image: int, itemsize: int) -> int:
@@ -118,36 +173,39 @@ def conv_forward_fast(x: np.ndarray, w: np.ndarray, b: np.ndarray,
     w_rows = _float_array(w, dtype).reshape(F, -1)
     bias = np.asarray(b, dtype=dtype).reshape(1, F, 1, 1)
     K, P = C * HH * WW, H_out * W_out
-    chunk = _images_per_chunk(N, K * P, dtype.itemsize)
     out = np.empty((N, F, H_out, W_out), dtype=dtype)
-    cols_buffer = np.empty(K * chunk * P, dtype=dtype)
-    gemm_buffer = np.empty(F * chunk * P, dtype=dtype) if chunk > 1 else None
-    cols = None
-    for start in range(0, N, chunk):
-        stop = min(N, start + chunk)
-        count = stop - start
-        cols = kernels.im2col(x[start:stop], HH, WW, pad, stride, H_out, W_out,
-                              out=cols_buffer[:K * count * P].reshape(K, count * P))
-        if count == 1:  # (F, H'*W') is already the layout of out[start]
-            np.matmul(w_rows, cols, out=out[start].reshape(F, P))
-            out[start] += bias[0]
-        else:
-            rows = np.matmul(w_rows, cols, out=gemm_buffer[:F * count * P].reshape(F, count * P))
-            np.add(rows.reshape(F, count, H_out, W_out).transpose(1, 0, 2, 3), bias,
-                   out=out[start:stop])
-    # One chunk: keep its columns for the backward; several: the backward recomputes them.
-    kept_cols = cols if chunk >= N else None
-    return out, (x, w, b, conv_param, kept_cols)
+
+    def work(first: int, last: int) -> None:
+        chunk = _images_per_chunk(last - first, K * P, dtype.itemsize)
+        cols_buffer = np.empty(K * chunk * P, dtype=dtype)
+        gemm_buffer = np.empty(F * chunk * P, dtype=dtype) if chunk > 1 else None
+        for start in range(first, last, chunk):
+            stop = min(last, start + chunk)
+            count = stop - start
+            cols = kernels.im2col(x[start:stop], HH, WW, pad, stride, H_out, W_out,
+                                  out=cols_buffer[:K * count * P].reshape(K, count * P))
+            if count == 1:  # (F, H'*W') is already the layout of out[start]
+                np.matmul(w_rows, cols, out=out[start].reshape(F, P))
+                out[start] += bias[0]
+            else:
+                rows = np.matmul(w_rows, cols,
+                                 out=gemm_buffer[:F * count * P].reshape(F, count * P))
+                np.add(rows.reshape(F, count, H_out, W_out).transpose(1, 0, 2, 3), bias,
+                       out=out[start:stop])
+
+    _in_parallel(N, work)
+    return out, (x, w, b, conv_param)
 
 
 def conv_backward_fast(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray,
                                                                 np.ndarray]:
     """Fast conv_backward_naive: dout (N, F, H', W') -> (dx, dw, db) shaped like x, w, b.
 
-    Per chunk of images: dw.T += cols @ dout_rows.T and dcols = w.T @ dout_rows (two GEMMs),
-    then col2im(dcols) into dx.
+    Per chunk of images: cols = im2col(x[chunk]) again (cheaper than keeping the whole column
+    matrix), dw.T += cols @ dout_rows.T and dcols = w.T @ dout_rows (two GEMMs), then
+    col2im(dcols) into dx.
     """
-    x, w, b, conv_param, kept_cols = cache
+    x, w, b, conv_param = cache
     N, C, H, W = x.shape
     F, _, HH, WW = w.shape
     stride, pad, _, _, H_out, W_out = conv_output_shape(x, w, b, conv_param)
@@ -159,30 +217,35 @@ def conv_backward_fast(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.n
     dout = _float_array(dout, dtype)
     w_rows_t = _float_array(w, dtype).reshape(F, -1).T
     K, P = C * HH * WW, H_out * W_out
-    chunk = N if kept_cols is not None else _images_per_chunk(N, K * P, dtype.itemsize)
     dx = np.empty((N, C, H, W), dtype=dtype)
-    dw_columns = np.zeros((K, F), dtype=dtype)  # dw transposed: cols @ dout_rows.T is the
-    # faster GEMM layout for this long reduction (measured 1.5x over dout_rows @ cols.T)
-    cols_buffer = np.empty(K * chunk * P, dtype=dtype) if kept_cols is None else None
-    dcols_buffer = np.empty(K * chunk * P, dtype=dtype)
-    dout_buffer = np.empty(F * chunk * P, dtype=dtype) if chunk > 1 else None
-    for start in range(0, N, chunk):
-        stop = min(N, start + chunk)
-        count = stop - start
-        cols = kept_cols
-        if cols is None:
+
+    def work(first: int, last: int) -> np.ndarray:
+        chunk = _images_per_chunk(last - first, K * P, dtype.itemsize)
+        # dw transposed: cols @ dout_rows.T is the faster GEMM layout for this long reduction
+        # (measured 1.5x over dout_rows @ cols.T)
+        dw_columns = np.zeros((K, F), dtype=dtype)
+        cols_buffer = np.empty(K * chunk * P, dtype=dtype)
+        dcols_buffer = np.empty(K * chunk * P, dtype=dtype)
+        dout_buffer = np.empty(F * chunk * P, dtype=dtype) if chunk > 1 else None
+        for start in range(first, last, chunk):
+            stop = min(last, start + chunk)
+            count = stop - start
             cols = kernels.im2col(x[start:stop], HH, WW, pad, stride, H_out, W_out,
                                   out=cols_buffer[:K * count * P].reshape(K, count * P))
-        if count == 1:
-            dout_rows = dout[start].reshape(F, P)
-        else:  # (F, n * H' * W'): the layout of the forward's GEMM output
-            dout_rows = dout_buffer[:F * count * P].reshape(F, count * P)
-            dout_rows.reshape(F, count, H_out, W_out)[...] = dout[start:stop].transpose(1, 0, 2, 3)
-        dw_columns += cols @ dout_rows.T
-        dcols = np.matmul(w_rows_t, dout_rows,
-                          out=dcols_buffer[:K * count * P].reshape(K, count * P))
-        kernels.col2im(dcols, count, C, H, W, HH, WW, pad, stride, H_out, W_out,
-                       out=dx[start:stop])
+            if count == 1:
+                dout_rows = dout[start].reshape(F, P)
+            else:  # (F, n * H' * W'): the layout of the forward's GEMM output
+                dout_rows = dout_buffer[:F * count * P].reshape(F, count * P)
+                dout_rows.reshape(F, count, H_out, W_out)[...] = (
+                    dout[start:stop].transpose(1, 0, 2, 3))
+            dw_columns += cols @ dout_rows.T
+            dcols = np.matmul(w_rows_t, dout_rows,
+                              out=dcols_buffer[:K * count * P].reshape(K, count * P))
+            kernels.col2im(dcols, count, C, H, W, HH, WW, pad, stride, H_out, W_out,
+                           out=dx[start:stop])
+        return dw_columns
+
+    dw_columns = sum(_in_parallel(N, work))
     db = dout.sum(axis=(0, 2, 3)).astype(np.result_type(b, dtype), copy=False)
     return dx, np.ascontiguousarray(dw_columns.T).reshape(w.shape), db
 
