@@ -9,8 +9,8 @@ from conftest import requires_cifar
 
 # Measured: torch_cnn_sequential, 1 epoch on 10,000 images (157 steps of 64, one thread) reached
 # THRESHOLD_MEASURED val accuracy; the bar below leaves room for run-to-run noise. Chance is 0.10.
-THRESHOLD_MEASURED = 0.45
-THRESHOLD = 0.35
+THRESHOLD_MEASURED = 0.432  # 2026-11-26, JPEG copy of CIFAR-10, seed 0, 14 s of training
+THRESHOLD = 0.33
 
 
 @pytest.mark.slow
