@@ -331,4 +331,8 @@ def _cell(value: Any) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the imported module so that Hydra's callback (cvlab.cli.SweepSummaryCallback)
+    # and this entry point share one module state.
+    from cvlab import cli
+
+    sys.exit(cli.main())
