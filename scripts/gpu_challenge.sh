@@ -3,6 +3,7 @@
 # Expects (carried, git-ignored): .whl/ (hydra-core, omegaconf, antlr4, hydra-joblib-launcher wheels)
 # and .gpu/cifar10-jpeg.tar.xz. Writes env.txt, runs.txt (one line per run) and runs_full.log to
 # ${OUT:-gpu_out}.  Usage: scripts/gpu_challenge.sh "<overrides of run 1>" "<overrides of run 2>" ...
+# Each run is experiment=challenge unless its overrides name another experiment.
 set -u
 OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
@@ -14,8 +15,9 @@ set -f  # overrides like model.widths=[a,b,c] are not globs
 i=0
 for overrides in "$@"; do
   i=$((i+1))
+  case "$overrides" in *experiment=*) experiment="" ;; *) experiment="experiment=challenge" ;; esac
   # shellcheck disable=SC2086
-  timeout 240 python3 -m cvlab.cli train experiment=challenge device=cuda evaluate_test=true \
+  timeout 240 python3 -m cvlab.cli train $experiment device=cuda evaluate_test=true \
       progress=false checkpoint=false outputs_root=/tmp/runs/$i $overrides > /tmp/run$i.log 2>&1
   rc=$?
   { echo "=== run $i: $overrides (rc=$rc)"; cat /tmp/run$i.log; cat /tmp/runs/$i/train/*/*/summary.json; } >> "$OUT/runs_full.log" 2>/dev/null
