@@ -222,6 +222,7 @@ def test_worker_threads_give_the_same_results_and_leave_blas_threads_alone(monke
     conv_param = {"stride": 1, "pad": 1}
     results = {}
     before = [info["num_threads"] for info in threadpool_info()]
+    monkeypatch.setattr(fast, "PARALLEL_MIN_MACS", 0)
     for workers in (1, 3):
         monkeypatch.setattr(fast, "_blas_threads", lambda workers=workers: workers)
         out, cache = L.conv_forward_fast(x, w, b, conv_param)
@@ -239,4 +240,4 @@ def test_an_error_in_a_worker_reaches_the_caller(monkeypatch):
             raise RuntimeError("worker failed")
 
     with pytest.raises(RuntimeError, match="worker failed"):
-        fast._in_parallel(4, work)
+        fast._in_parallel(4, work, macs=fast.PARALLEL_MIN_MACS)

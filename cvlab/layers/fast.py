@@ -121,15 +121,22 @@ def _blas_threads() -> int:
     return max(lib.num_threads for lib in controller.lib_controllers)
 
 
-def _in_parallel(N: int, work: Callable[[int, int], object]) -> list:
+# Below this many multiply-adds a conv runs in the calling thread: starting worker threads
+# (~50 us each) would cost more than it saves (gradient checks call tiny convs thousands of
+# times).
+PARALLEL_MIN_MACS = 10_000_000
+
+
+def _in_parallel(N: int, work: Callable[[int, int], object], macs: int) -> list:
     """Run work(start, stop) on contiguous parts of range(N), one part per BLAS thread.
 
     Each part runs in its own thread with BLAS single-threaded (the im2col/col2im kernels and
     the GEMMs release the GIL), so the workers never wait on each other until the end: many
     small multi-threaded GEMM calls each synchronize all BLAS threads, which on a busy machine
-    costs more than the GEMMs. With one BLAS thread (or one image) it is a plain call.
+    costs more than the GEMMs. With one BLAS thread, one image or less than PARALLEL_MIN_MACS
+    multiply-adds of work it is a plain call.
     """
-    workers = min(_blas_threads(), N)
+    workers = min(_blas_threads(), N) if macs >= PARALLEL_MIN_MACS else 1
     if workers <= 1:
         return [work(0, N)]
     bounds = [N * i // workers for i in range(workers + 1)]
@@ -194,7 +201,7 @@ def conv_forward_fast(x: np.ndarray, w: np.ndarray, b: np.ndarray,
                 np.add(rows.reshape(F, count, H_out, W_out).transpose(1, 0, 2, 3), bias,
                        out=out[start:stop])
 
-    _in_parallel(N, work)
+    _in_parallel(N, work, macs=N * F * K * P)
     return out, (x, w, b, conv_param)
 
 
@@ -246,7 +253,7 @@ def conv_backward_fast(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.n
                            out=dx[start:stop])
         return dw_columns
 
-    dw_columns = sum(_in_parallel(N, work))
+    dw_columns = sum(_in_parallel(N, work, macs=2 * N * F * K * P))
     db = dout.sum(axis=(0, 2, 3)).astype(np.result_type(b, dtype), copy=False)
     return dx, np.ascontiguousarray(dw_columns.T).reshape(w.shape), db
 
