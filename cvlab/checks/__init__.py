@@ -3,7 +3,7 @@
 A check is a function `check(rng: np.random.RandomState) -> list[CheckRow]` that builds
 seeded float64 inputs with small shapes, computes analytic gradients and compares them with
 numeric ones (cvlab.gradcheck). Modules listed in CHECK_MODULES register their checks with
-`@register("name")`; the order of registration is the order of `layer=all`.
+`@register("name")`; `layer=all` runs them module by module, each in registration order.
 """
 
 from __future__ import annotations
@@ -50,4 +50,7 @@ def load_checks() -> dict[str, Check]:
         except ModuleNotFoundError as err:
             if err.name != module:
                 raise
-    return dict(_CHECKS)
+    # layers first, then models, then recurrent, whichever module was imported first
+    rank = {module: i for i, module in enumerate(CHECK_MODULES)}
+    ordered = sorted(_CHECKS.items(), key=lambda item: rank.get(item[1].__module__, len(rank)))
+    return dict(ordered)

@@ -3,8 +3,13 @@
 Everything follows the course's conventions (REFERENCE.md section 1). Files by family:
 affine (affine, relu), losses (softmax, svm), batchnorm, layernorm, dropout, conv_naive,
 pool_naive, fast (compiled conv/pool with a numpy fallback), spatial (spatial batchnorm,
-group norm) and sandwich (common layer sequences).
+group norm) and sandwich (common layer sequences). The recurrent layers of the captioner
+(rnn.py) work on torch tensors; they are re-exported here lazily, so importing the numpy layers
+does not import torch.
 """
+
+import importlib
+from typing import Any
 
 from cvlab.layers.affine import affine_backward, affine_forward, relu_backward, relu_forward
 from cvlab.layers.batchnorm import batchnorm_backward, batchnorm_backward_alt, batchnorm_forward
@@ -40,7 +45,19 @@ from cvlab.layers.spatial import (
     spatial_groupnorm_forward,
 )
 
-__all__ = [
+_RECURRENT = (
+    "rnn_step_forward", "rnn_forward", "lstm_step_forward", "lstm_forward",
+    "word_embedding_forward", "temporal_affine_forward", "temporal_softmax_loss",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RECURRENT:
+        return getattr(importlib.import_module("cvlab.layers.rnn"), name)
+    raise AttributeError(f"module 'cvlab.layers' has no attribute {name!r}")
+
+
+__all__ = [*_RECURRENT,
     "affine_backward", "affine_forward", "affine_norm_relu_backward", "affine_norm_relu_forward",
     "affine_relu_backward", "affine_relu_forward", "batchnorm_backward", "batchnorm_backward_alt",
     "batchnorm_forward", "conv_backward_fast", "conv_backward_naive", "conv_bn_relu_backward",

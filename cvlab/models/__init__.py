@@ -12,6 +12,7 @@ _LAZY = {
     "build_two_layer_fc": "cvlab.models.torch_nets",
     "build_three_layer_convnet": "cvlab.models.torch_nets",
     "ChallengeNet": "cvlab.models.challenge",  # torch
+    "CaptioningRNN": "cvlab.models.captioning",  # torch
 }
 
 
