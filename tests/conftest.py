@@ -45,3 +45,14 @@ def real_cifar_root() -> Path | None:
 requires_cifar = pytest.mark.skipif(
     real_cifar_root() is None, reason="real CIFAR-10 not found: set CVLAB_DATA (see .ci/run)"
 )
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: small tensors run faster so on a shared 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

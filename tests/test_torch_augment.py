@@ -8,14 +8,7 @@ import torch.nn.functional as F
 
 from cvlab.train.augment import crop_flip, epoch_flips, normalize, random_offsets
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the small tensors here run faster so on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def reference(images, offsets, flips, pad, mode):

@@ -24,13 +24,7 @@ BUILDERS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the small tensors here run faster so on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def count(model: torch.nn.Module) -> int:

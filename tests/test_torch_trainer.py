@@ -16,14 +16,7 @@ from cvlab.train.run_torch import run
 from cvlab.train.torch_schedules import lr_factor
 from cvlab.train.torch_trainer import DeviceData, FitSettings, fit, load_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the tiny models here run faster so on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def stripes(num: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

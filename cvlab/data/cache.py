@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from cvlab.paths import cache_home
+from cvlab.runs import atomic_write_text
 
 META = "meta.json"
 FORMAT = 2
@@ -104,18 +105,7 @@ def atomic_save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, json.dumps(data, indent=1))
 
 
 @contextlib.contextmanager
