@@ -7,6 +7,7 @@ calls the command's `main(cfg, run_dir)` with a validated dataclass and the run 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import re
@@ -102,13 +103,18 @@ def override_positions(args: list[str]) -> list[int]:
     return positions
 
 
-def unknown_key_message(name: str, key: str) -> str | None:
-    """`unknown key model.weight_scal; did you mean model.weight_scale? valid keys: ...`."""
+def unknown_key_message(name: str, key: str, model_type: str | None = None) -> str | None:
+    """`unknown key model.weight_scal; did you mean model.weight_scale? valid keys: ...`.
+
+    With the chosen `model_type`, `model.*` keys are those of that model's schema only.
+    """
     import difflib
 
-    from cvlab.config.commands import schema_keys
+    from cvlab.config.commands import model_keys, schema_keys
 
     keys = schema_keys(name)
+    if model_type is not None and key.startswith("model."):
+        keys = {k for k in keys if not k.startswith("model.")} | model_keys(model_type)
     parent = key.rsplit(".", 1)[0] + "." if "." in key else ""
     siblings = sorted(
         k[len(parent):] for k in keys if k.startswith(parent) and "." not in k[len(parent):]
@@ -188,7 +194,14 @@ def precheck(name: str, overrides: list[str]) -> list[str]:
                     if key in keys and spots:
                         overrides[spots[0]] = "++" + overrides[spots[0]]
                         continue
-                    message = unknown_key_message(name, key) if key else None
+                    model_type = None
+                    if key and key.startswith("model.") and spots:
+                        rest = overrides[:spots[0]] + overrides[spots[0] + 1:]
+                        with contextlib.suppress(Exception):
+                            model_type = compose(
+                                config_name=name, overrides=first_of_sweeps(rest)
+                            ).model.type
+                    message = unknown_key_message(name, key, model_type) if key else None
                     if message:
                         raise UserError(message) from None
                     raise UserError(f"invalid config or override: {one_line(err)} "

@@ -66,3 +66,20 @@ def test_bad_first_value_of_a_sweep_is_caught_before_launch(cvlab, tmp_path):
     result = cvlab("train", "-m", "batch_size=0,10", f"outputs_root={tmp_path / 'outputs'}")
     assert_one_line_error(result, "batch_size=0")
     assert not (tmp_path / "outputs").exists()
+
+
+def test_unknown_model_key_lists_the_chosen_models_keys_only(cvlab, tmp_path):
+    result = cvlab("train", "model=cnn", "model.num_filter=3", f"outputs_root={tmp_path / 'o'}")
+    assert_one_line_error(result, "did you mean model.num_filters?", "filter_size")
+    assert "hidden_dims" not in result.stderr
+
+
+def test_same_second_runs_get_their_own_folders(cvlab, tmp_path):
+    for _ in range(2):
+        result = cvlab("gradcheck", "layer=relu", f"outputs_root={tmp_path / 'outputs'}")
+        assert result.returncode == 0, result.stderr
+    runs = sorted((tmp_path / "outputs" / "gradcheck").glob("*/*"))
+    assert len(runs) == 2
+    for run in runs:
+        assert run.name.count("-") == 3 and len(run.name.split("-")[-1]) == 6  # H-M-S-microseconds
+        assert {"config.yaml", "summary.json", "gradcheck.log"} <= {p.name for p in run.iterdir()}

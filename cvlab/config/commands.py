@@ -89,6 +89,15 @@ def schema_keys(command: str) -> set[str]:
     return keys
 
 
+def model_keys(model_type: str) -> set[str]:
+    """The dotted `model.*` keys of one model type (all model types when it is unknown)."""
+    from cvlab.config.train import MODELS, _register_model_schemas
+
+    _register_model_schemas()
+    types = [model_type] if model_type in MODELS.names() else MODELS.names()
+    return set().union(*(_keys(MODELS.schema(t), "model.") for t in types))
+
+
 def validate(command: str, cfg: Any) -> Any:
     """Check the composed config of `command`; return its typed config object."""
     return VALIDATORS[command](cfg)
