@@ -19,22 +19,23 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 STATUSES = ("running", "completed", "failed", "diverged", "interrupted")
 BASE_COLUMNS = ("iteration", "epoch", "loss")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` so readers never see a half-written file (temp, fsync, rename)."""
+def atomic_write(path: Path, write: Callable[[IO[Any]], None], binary: bool = False) -> None:
+    """Call `write(file)` on a temporary file beside `path`, fsync, then rename it over `path`,
+    so that readers never see a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w") as f:
-            f.write(text)
+        with os.fdopen(handle, "wb" if binary else "w") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -43,6 +44,11 @@ def atomic_write_text(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically (see atomic_write)."""
+    atomic_write(path, lambda f: f.write(text))
 
 
 def _clean(value: Any) -> Any:

@@ -14,7 +14,6 @@ import hashlib
 import json
 import mmap
 import os
-import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from cvlab.paths import cache_home
-from cvlab.runs import atomic_write_text
+from cvlab.runs import atomic_write, atomic_write_text
 
 META = "meta.json"
 FORMAT = 2
@@ -89,19 +88,9 @@ def crc32_file(path: Path) -> int:
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    """np.save into a temporary file beside `path`, fsync, then rename over it."""
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npy.tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            np.save(f, np.ascontiguousarray(array), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """np.save into a temporary file beside `path`, fsync, then rename it over `path`."""
+    atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False),
+                 binary=True)
 
 
 def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
