@@ -47,7 +47,7 @@ requires_cifar = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_torch_thread():
     """One torch thread: small tensors run faster so on a shared 2-core machine."""
     import torch

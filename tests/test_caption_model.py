@@ -9,13 +9,7 @@ import torch
 from cvlab.models.captioning import PARAM_NAMES, CaptioningRNN
 from cvlab.train.caption_solver import CaptioningSolver, SolverSettings
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def linspace_model(cell_type: str) -> tuple[CaptioningRNN, np.ndarray, np.ndarray]:

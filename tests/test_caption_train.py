@@ -7,20 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from cvlab.config.train import validate_train
 from cvlab.errors import UserError
 from cvlab.runs import read_summary
 from cvlab.train.run_captioning import run
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

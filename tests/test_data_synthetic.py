@@ -92,7 +92,7 @@ def test_load_splits_synthetic_shapes_and_preprocess():
 
 
 @pytest.mark.slow
-def test_linear_classifier_stays_well_below_a_small_cnn(capsys):
+def test_linear_classifier_stays_well_below_a_small_cnn(capsys, one_torch_thread):
     """Learnable but not trivial: softmax regression vs a small CNN on the same images.
 
     Both see the same 4,000 mean-subtracted training images for 5 epochs (Adam, batch 32);
@@ -117,13 +117,8 @@ def test_linear_classifier_stays_well_below_a_small_cnn(capsys):
         nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(1),
         nn.Flatten(), nn.Linear(16, 10),
     )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        linear_acc = _fit(torch, linear, X_train, y_train, X_val, y_val, epochs=5, lr=1e-3)
-        cnn_acc = _fit(torch, cnn, X_train, y_train, X_val, y_val, epochs=5, lr=2e-3)
-    finally:
-        torch.set_num_threads(threads)
+    linear_acc = _fit(torch, linear, X_train, y_train, X_val, y_val, epochs=5, lr=1e-3)
+    cnn_acc = _fit(torch, cnn, X_train, y_train, X_val, y_val, epochs=5, lr=2e-3)
     with capsys.disabled():
         print(f"\nsynthetic, 4000 train / 1000 val, 5 epochs: softmax regression "
               f"val acc {linear_acc:.3f}, small CNN val acc {cnn_acc:.3f}")
