@@ -133,6 +133,14 @@ def test_warmup_linear_schedule_shape():
     factors = [lr_factor(opt, step, 100, 10) for step in range(101)]
     assert factors[0] == pytest.approx(0.2) and factors[20] == pytest.approx(1.0)
     assert factors[100] == pytest.approx(0.0) and factors[60] == pytest.approx(0.5)
+    # the challenge's shape: 0.2 -> 1 at 23 % of the steps -> 0.07 at the end
+    triangle = OptimizerConfig(schedule="warmup_linear", warmup_frac=0.23, warmup_start=0.2,
+                               final_factor=0.07)
+    factors = [lr_factor(triangle, step, 200, 10) for step in range(201)]
+    assert factors[46] == pytest.approx(1.0) and factors[200] == pytest.approx(0.07)
+    assert factors[123] == pytest.approx(1.0 - 0.93 * 77 / 154)
+    cosine = OptimizerConfig(schedule="onecycle", warmup_frac=0.5, final_factor=0.1)
+    assert [lr_factor(cosine, s, 100, 10) for s in (50, 75, 100)] == pytest.approx([1.0, 0.55, 0.1])
     step = OptimizerConfig(schedule="step", lr_decay=0.5, step_epochs=2)
     assert [lr_factor(step, s, 100, 10) for s in (0, 19, 20, 45)] == [1.0, 1.0, 0.5, 0.25]
 

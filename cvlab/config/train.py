@@ -73,9 +73,11 @@ class OptimizerConfig:
     label_smoothing: float = 0.0
     grad_clip: float | None = None
     # torch schedules (none | step | warmup_linear | onecycle): warmup over warmup_frac of the
-    # steps from warmup_start x learning_rate; step: x lr_decay every step_epochs epochs
+    # steps from warmup_start x learning_rate, then down to final_factor x learning_rate at the
+    # last step; step: x lr_decay every step_epochs epochs
     warmup_frac: float = 0.0
     warmup_start: float = 0.2
+    final_factor: float = 0.0
     step_epochs: int = 1
 
     def __post_init__(self) -> None:
@@ -95,6 +97,7 @@ class OptimizerConfig:
         check_positive("grad_clip", self.grad_clip, allow_none=True)
         check(0 <= self.warmup_frac < 1, "warmup_frac", self.warmup_frac, "a number in [0, 1)")
         check(0 < self.warmup_start <= 1, "warmup_start", self.warmup_start, "a number in (0, 1]")
+        check(0 <= self.final_factor <= 1, "final_factor", self.final_factor, "a number in [0, 1]")
         check_positive("step_epochs", self.step_epochs)
 
 

@@ -7,8 +7,8 @@ adam, adamw, rmsprop. Schedules give a factor on each group's base rate per iter
     none           lr_decay ** epoch (the course's decay at each epoch end; 1.0 = constant)
     step           lr_decay ** (epoch // step_epochs)
     warmup_linear  linear from warmup_start to 1 over the first warmup_frac of the steps,
-                   then linear down to 0 at the last step
-    onecycle       the same shape with cosine ramps (warmup_start -> 1 -> 0)
+                   then linear down to final_factor at the last step
+    onecycle       the same shape with cosine ramps (warmup_start -> 1 -> final_factor)
 """
 
 from __future__ import annotations
@@ -95,8 +95,8 @@ def lr_factor(opt: Any, step: int, total_steps: int, steps_per_epoch: int) -> fl
     remaining = max(total_steps - warmup_steps, 1)
     progress = min((step - warmup_steps) / remaining, 1.0)
     if opt.schedule == "onecycle":
-        return 0.5 + 0.5 * math.cos(math.pi * progress)
-    return 1.0 - progress
+        progress = 0.5 - 0.5 * math.cos(math.pi * progress)
+    return 1.0 - (1.0 - opt.final_factor) * progress
 
 
 class Lookahead:
