@@ -110,6 +110,28 @@ def test_whitening_filters_decorrelate_training_patches():
     torch.testing.assert_close(covariance, torch.eye(half), atol=0.05, rtol=0)
 
 
+def test_whitening_stays_float32_under_bf16_autocast():
+    # smooth images (neighbouring pixels nearly equal) give whitening filters with large gains,
+    # whose outputs bf16 rounding would ruin; the model must compute them in float32
+    torch.manual_seed(7)
+    images = F.interpolate(torch.randn(64, 3, 8, 8), size=32, mode="bilinear")
+    images = images + 0.01 * torch.randn_like(images)
+    model = ChallengeNet((8, 8, 8)).eval()
+    model.init_whitening(images)
+    seen = []
+    model.whiten.register_forward_hook(lambda module, args, out: seen.append(out))
+    with torch.no_grad():
+        model(images)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(images)
+    plain, mixed = seen
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, plain)
+    rounded = F.conv2d(images.bfloat16(), model.whiten.weight.bfloat16(),
+                       model.whiten.bias.bfloat16()).float()
+    assert (rounded - plain).norm() > 0.01 * plain.norm()  # what bf16 would have cost
+
+
 def test_flip_tta_is_mirror_invariant():
     torch.manual_seed(6)
     model = ChallengeNet((8, 8, 8)).eval()
