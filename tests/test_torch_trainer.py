@@ -12,9 +12,16 @@ import torch
 from cvlab.config.train import OptimizerConfig, validate_train
 from cvlab.errors import UserError
 from cvlab.models.torch_nets import build_three_layer_convnet
+from cvlab.train import run_torch, torch_trainer
 from cvlab.train.run_torch import run
 from cvlab.train.torch_schedules import lr_factor
-from cvlab.train.torch_trainer import DeviceData, FitSettings, fit, load_checkpoint
+from cvlab.train.torch_trainer import (
+    DeviceData,
+    FitSettings,
+    cpu_has_native_bf16,
+    fit,
+    load_checkpoint,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -67,6 +74,26 @@ def test_training_rises_well_above_chance(tmp_path):
     metrics = (tmp_path / "metrics.csv").read_text().splitlines()
     assert metrics[0] == "iteration,epoch,loss,train_acc,val_acc,lr,elapsed_s"
     assert len(metrics) == 1 + 3 * 8 + 3  # one row per iteration and one per epoch-end check
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_cpu_only_where_the_cpu_has_it(monkeypatch, native):
+    monkeypatch.setattr(run_torch, "cpu_has_native_bf16", lambda: native)
+    cpu = torch.device("cpu")
+    assert run_torch.resolve_amp("bf16", cpu) == ("bf16" if native else "none")
+    assert run_torch.resolve_amp("fp16", cpu) == "none"
+    assert run_torch.resolve_amp("none", cpu) == "none"
+    assert run_torch.resolve_amp("fp16", torch.device("cuda")) == "fp16"
+    with torch_trainer._autocast(cpu, "bf16"):
+        product = torch.nn.functional.linear(torch.ones(2, 3), torch.ones(4, 3))
+    assert product.dtype == torch.bfloat16
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16")
+def test_bf16_autocast_on_cpu_still_learns(tmp_path):
+    result = fit(tiny_model(), tiny_data(), settings(amp="bf16"), tmp_path, torch.device("cpu"),
+                 announce=quiet)
+    assert result.status == "completed" and result.final_val_acc >= 0.7
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):

@@ -107,7 +107,7 @@ class DeviceConfig:
 
     name: str = "auto"
     threads: int | None = None  # BLAS / torch threads; None = library default
-    amp: str = "none"  # none | bf16 | fp16 (CUDA only)
+    amp: str = "none"  # none | bf16 | fp16 (CUDA; bf16 also on CPUs with native bf16)
     channels_last: bool = False
     compile: bool = False
 

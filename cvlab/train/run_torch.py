@@ -22,6 +22,7 @@ from cvlab.train.torch_trainer import (
     DeviceData,
     FitResult,
     FitSettings,
+    cpu_has_native_bf16,
     fit,
     load_checkpoint,
     model_signature,
@@ -62,12 +63,25 @@ def describe(model_cfg: Any, model: nn.Module) -> str:
     return f"model {model_cfg.type} ({fields}; {count} parameters)"
 
 
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """The mixed precision actually used: as asked on CUDA; on CPU bf16 only where the CPU has
+    it in hardware (elsewhere it would be slower than float32); none on other devices."""
+    if amp == "none" or device.type == "cuda":
+        return amp
+    if device.type == "cpu" and amp == "bf16":
+        if cpu_has_native_bf16():
+            log.info("device.amp=bf16 on CPU: autocast to bf16 (this CPU has AMX/AVX512-BF16)")
+            return amp
+        log.info("device.amp=bf16: this CPU has no native bf16 (AMX/AVX512-BF16); running in "
+                 "float32")
+        return "none"
+    log.info("device.amp=%s applies on CUDA (and bf16 on CPU); running in float32", amp)
+    return "none"
+
+
 def settings_from(cfg: TrainConfig, device: torch.device) -> FitSettings:
     model_cfg = cfg.model
-    amp = cfg.device.amp
-    if amp != "none" and device.type != "cuda":
-        log.info("device.amp=%s applies on CUDA only; running in %s", amp, model_cfg.dtype)
-        amp = "none"
+    amp = resolve_amp(cfg.device.amp, device)
     if amp != "none" and model_cfg.dtype == "float64":
         raise UserError(f"device.amp={amp} with model.dtype=float64 is not allowed; use float32 "
                         "or device.amp=none")

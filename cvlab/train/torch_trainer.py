@@ -113,7 +113,7 @@ class FitSettings:
     tta: str = "none"
     bias_lr_scale: float | None = None
     lookahead_every: int = 0
-    amp: str = "none"  # none | bf16 | fp16 (CUDA only)
+    amp: str = "none"  # none | bf16 | fp16 (CUDA), none | bf16 (CPU)
     channels_last: bool = False
     compile: bool = False
     num_train_samples: int | None = 1000  # training images for the train-accuracy check
@@ -155,11 +155,17 @@ def check_signature(saved: dict, current: dict, path: Path) -> None:
         )
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AMX tiles or AVX512-BF16)."""
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    if device.type != "cuda" or amp == "none":
+    if amp == "none" or device.type not in ("cuda", "cpu"):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def _batch(x: torch.Tensor, data: DeviceData, s: FitSettings) -> torch.Tensor:
