@@ -165,6 +165,24 @@ def _images_per_chunk(N: int, cols_per_image: int, itemsize: int) -> int:
     return max(1, min(N, CHUNK_BYTES // max(1, cols_per_image * itemsize)))
 
 
+def _im2col_chunks(
+    kernels: ModuleType | SimpleNamespace, x: np.ndarray, first: int, last: int, chunk: int,
+    HH: int, WW: int, pad: int,
+    stride: int, H_out: int, W_out: int,
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(start, stop, cols) for images first..last of x (N, C, H, W) in chunks of `chunk`:
+    cols = im2col(x[start:stop]) as (C * HH * WW, n * H' * W'), written into one reused buffer
+    (valid until the next chunk)."""
+    K, P = x.shape[1] * HH * WW, H_out * W_out
+    cols_buffer = np.empty(K * chunk * P, dtype=x.dtype)
+    for start in range(first, last, chunk):
+        stop = min(last, start + chunk)
+        width = (stop - start) * P
+        cols = kernels.im2col(x[start:stop], HH, WW, pad, stride, H_out, W_out,
+                              out=cols_buffer[:K * width].reshape(K, width))
+        yield start, stop, cols
+
+
 def conv_forward_fast(x: np.ndarray, w: np.ndarray, b: np.ndarray,
                       conv_param: dict) -> tuple[np.ndarray, tuple]:
     """Fast conv_forward_naive: x (N, C, H, W), w (F, C, HH, WW), b (F,),
@@ -185,13 +203,10 @@ def conv_forward_fast(x: np.ndarray, w: np.ndarray, b: np.ndarray,
 
     def work(first: int, last: int) -> None:
         chunk = _images_per_chunk(last - first, K * P, dtype.itemsize)
-        cols_buffer = np.empty(K * chunk * P, dtype=dtype)
         gemm_buffer = np.empty(F * chunk * P, dtype=dtype) if chunk > 1 else None
-        for start in range(first, last, chunk):
-            stop = min(last, start + chunk)
+        for start, stop, cols in _im2col_chunks(kernels, x, first, last, chunk, HH, WW, pad,
+                                                stride, H_out, W_out):
             count = stop - start
-            cols = kernels.im2col(x[start:stop], HH, WW, pad, stride, H_out, W_out,
-                                  out=cols_buffer[:K * count * P].reshape(K, count * P))
             if count == 1:  # (F, H'*W') is already the layout of out[start]
                 np.matmul(w_rows, cols, out=out[start].reshape(F, P))
                 out[start] += bias[0]
@@ -232,14 +247,11 @@ def conv_backward_fast(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.n
         # dw transposed: cols @ dout_rows.T is the faster GEMM layout for this long reduction
         # (measured 1.5x over dout_rows @ cols.T)
         dw_columns = np.zeros((K, F), dtype=dtype)
-        cols_buffer = np.empty(K * chunk * P, dtype=dtype)
         dcols_buffer = np.empty(K * chunk * P, dtype=dtype)
         dout_buffer = np.empty(F * chunk * P, dtype=dtype) if chunk > 1 else None
-        for start in range(first, last, chunk):
-            stop = min(last, start + chunk)
+        for start, stop, cols in _im2col_chunks(kernels, x, first, last, chunk, HH, WW, pad,
+                                                stride, H_out, W_out):
             count = stop - start
-            cols = kernels.im2col(x[start:stop], HH, WW, pad, stride, H_out, W_out,
-                                  out=cols_buffer[:K * count * P].reshape(K, count * P))
             if count == 1:
                 dout_rows = dout[start].reshape(F, P)
             else:  # (F, n * H' * W'): the layout of the forward's GEMM output
