@@ -1,10 +1,11 @@
-"""Shared test helpers: run the installed console script in a clean working directory."""
+"""Shared test helpers: the `cvlab` command run in process (fast) or as the installed script."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,17 @@ import pytest
 CVLAB = str(Path(sys.executable).with_name("cvlab"))
 
 
+@dataclass
+class Result:
+    """What a `cvlab` call left: its exit code and everything written to stdout / stderr."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
 def run_cvlab(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None):
-    """Run `cvlab args...` from `cwd`; returns the CompletedProcess (text mode)."""
+    """Run the installed console script `cvlab args...` from `cwd` (a subprocess)."""
     full_env = dict(os.environ, MPLBACKEND="Agg", PYTHONWARNINGS="ignore::DeprecationWarning")
     full_env.update(env or {})
     return subprocess.run(
@@ -22,15 +32,34 @@ def run_cvlab(*args: str, cwd: Path, timeout: float = 300, env: dict | None = No
 
 
 @pytest.fixture
-def cvlab(tmp_path):
-    """`cvlab(*args)` runs the console script in tmp_path with outputs under tmp_path/outputs."""
+def cvlab(tmp_path, monkeypatch, capfd):
+    """`cvlab(*args)` runs the CLI in this process from tmp_path (outputs under tmp_path/outputs)
+    and returns a Result. Output is captured at the file-descriptor level, so the lines of
+    parallel sweep workers are included."""
+    from cvlab import cli
+
+    def call(*args: str, env: dict | None = None, timeout: float | None = None) -> Result:
+        monkeypatch.chdir(tmp_path)
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
+        capfd.readouterr()
+        code = cli.main(list(args))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        out, err = capfd.readouterr()
+        return Result(int(code), out, err)
+
+    return call
+
+
+@pytest.fixture
+def cvlab_script(tmp_path):
+    """`cvlab_script(*args)` runs the installed console script in tmp_path (a subprocess)."""
 
     def call(*args: str, timeout: float = 300, env: dict | None = None):
         return run_cvlab(*args, cwd=tmp_path, timeout=timeout, env=env)
 
     return call
-
-
 def real_cifar_root() -> Path | None:
     """The extracted real CIFAR-10 under $CVLAB_DATA, or None."""
     data = os.environ.get("CVLAB_DATA")
