@@ -1,37 +1,41 @@
 """`cvlab data info | fetch`: what datasets are found where, and downloading CIFAR-10 (or COCO).
 
 `info` prints, per dataset, where it looked, what it found (format, counts) and the state of
-its cache; other datasets join the listing through an `info(root) -> list[dict]` function in
-their module (cvlab.data.coco, cvlab.data.shapes_captions), imported only when present.
-`fetch` downloads with torchvision's utilities (checksum verified); offline it fails with one
-line (exit 2).
+its cache (every checksum verified); the captioning sets join the listing through the
+`info(root) -> list[dict]` function of their module (cvlab.data.coco,
+cvlab.data.shapes_captions). `fetch` downloads with torchvision's utilities (checksum
+verified) and never overwrites or deletes a file it did not create; offline it fails with
+one line (exit 2).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cvlab.data import cifar10, coco, shapes_captions, synthetic
+from cvlab.data.cache import ArrayCache
+from cvlab.data.constants import AUTO, CAPTION_DATASETS
+from cvlab.data.load import SYNTHETIC_CACHE_MIN_IMAGES, synthetic_cache_dir, synthetic_key
 from cvlab.errors import UserError
+from cvlab.runs import atomic_write_text, write_summary
 
 log = logging.getLogger(__name__)
 
-# Modules that may add rows to `cvlab data info` through `info(root) -> list[dict]`.
-INFO_HOOKS = ("cvlab.data.coco", "cvlab.data.shapes_captions")
+# Modules that add rows to `cvlab data info` through `info(root) -> list[dict]`.
+INFO_MODULES = (coco, shapes_captions)
 
 
 def main(cfg: Any, run_dir: Path) -> int:
     """Run `cvlab data <action>` with a validated DataConfig."""
-    from cvlab.runs import write_summary
-
     if cfg.action == "info":
         rows = collect_info(cfg.dataset)
         log.info(format_info(rows))
-        (run_dir / "data_info.json").write_text(json.dumps(rows, indent=1, default=str) + "\n")
+        atomic_write_text(run_dir / "data_info.json",
+                          json.dumps(rows, indent=1, default=str) + "\n")
         write_summary(run_dir, status="completed", dataset=cfg.dataset.name,
                       metrics={"datasets": len(rows)})
         return 0
@@ -49,23 +53,21 @@ def _announce(line: str) -> None:
 
 def collect_info(dataset: Any) -> list[dict[str, Any]]:
     """Info rows of every dataset (or only `dataset.name` when it names one)."""
-    from cvlab.data import cifar10
-
     wanted = dataset.name
     rows: list[dict[str, Any]] = []
-    if wanted in ("auto", "cifar10"):
+    if wanted in (AUTO, "cifar10"):
         rows += cifar10.info(dataset.root)
-    if wanted in ("auto", "synthetic"):
+    if wanted in (AUTO, "synthetic"):
         rows += synthetic_info(dataset)
-    if wanted in ("auto", "coco", "shapes_captions"):
-        root = dataset.root if wanted in ("coco", "shapes_captions") else None
-        for module_name in INFO_HOOKS:
-            for row in _hook_rows(module_name, root):
-                if wanted != "auto" and row.get("dataset") != wanted:
+    if wanted in (AUTO, *CAPTION_DATASETS):
+        root = dataset.root if wanted in CAPTION_DATASETS else None
+        for module in INFO_MODULES:
+            for row in module.info(root):
+                if wanted != AUTO and row.get("dataset") != wanted:
                     continue
                 if row not in rows:
                     rows.append(row)
-    if wanted == "auto":
+    if wanted == AUTO:
         chosen = "cifar10" if cifar10.find_source(cifar10.resolve_root(dataset.root)) \
             else "synthetic"
         for row in rows:
@@ -75,24 +77,7 @@ def collect_info(dataset: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _hook_rows(module_name: str, root: str | None) -> list[dict[str, Any]]:
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name == module_name:
-            return []
-        raise
-    info: Callable[..., list[dict[str, Any]]] | None = getattr(module, "info", None)
-    if info is None:
-        return []
-    return list(info(root))
-
-
 def synthetic_info(dataset: Any) -> list[dict[str, Any]]:
-    from cvlab.data import synthetic
-    from cvlab.data.cache import ArrayCache
-    from cvlab.data.load import SYNTHETIC_CACHE_MIN_IMAGES, synthetic_cache_dir, synthetic_key
-
     n_train, n_test, seed = dataset.synthetic_train, dataset.synthetic_test, dataset.synthetic_seed
     found = (f"embedded, generated from seed {seed}: {n_train} train / {n_test} test images in "
              f"{synthetic.NUM_CLASSES} classes ({', '.join(synthetic.CLASS_NAMES)})")
@@ -100,11 +85,11 @@ def synthetic_info(dataset: Any) -> list[dict[str, Any]]:
         cache = "not cached (small sets are generated on each load)"
     else:
         folder = synthetic_cache_dir(n_train, n_test, seed)
-        state = ArrayCache(folder).state(synthetic_key(n_train, n_test, seed))
-        cache = {"valid": f"valid ({folder})",
+        state, problem = ArrayCache(folder).check(synthetic_key(n_train, n_test, seed))
+        cache = {"valid": f"valid, checksums verified ({folder})",
                  "missing": f"not built yet ({folder}); generated and cached on first use",
                  "stale": f"stale ({folder}); regenerated on next use",
-                 "corrupt": f"corrupt ({folder}); regenerated on next use"}[state]
+                 "corrupt": f"corrupt ({folder}: {problem}); regenerated on next use"}[state]
     return [{"dataset": "synthetic", "looked in": "(nothing to look for: rendered in memory)",
              "found": found, "cache": cache}]
 
@@ -123,19 +108,13 @@ def format_info(rows: list[dict[str, Any]]) -> str:
 def fetch(dataset: Any, announce: Callable[[str], None] = print) -> Path | None:
     """Download the dataset named by `dataset.name` (auto means CIFAR-10)."""
     name = dataset.name
-    if name in ("auto", "cifar10"):
-        from cvlab.data import cifar10
-
+    if name in (AUTO, "cifar10"):
         return cifar10.fetch(dataset.root, announce=announce)
     if name == "synthetic":
         announce("dataset: nothing to fetch: the synthetic set is generated locally")
         return None
     if name == "coco":
-        try:
-            from cvlab.data.coco import fetch_coco
-        except ImportError:
-            raise UserError("fetching COCO is not available in this version") from None
-        path = fetch_coco(dataset.root)
+        path = coco.fetch_coco(dataset.root, announce=announce)
         announce(f"dataset: COCO captioning ready at {path}")
         return path
     announce(f"dataset: nothing to fetch: {name} is generated locally on first use")

@@ -6,10 +6,15 @@ embedded synthetic set, cut into the course's train / val / test splits.
     data = preprocess(splits)                   # course dict, float32, mean image subtracted
 """
 
-from cvlab.data.load import load_splits
-from cvlab.data.splits import (
+from cvlab.data.constants import (
+    CIFAR10_CLASS_NAMES,
     CIFAR10_MEAN,
     CIFAR10_STD,
+    DATASET_NAMES,
+)
+from cvlab.data.load import load_splits
+from cvlab.data.raw import RawData
+from cvlab.data.splits import (
     Splits,
     channel_mean_std,
     make_splits,
@@ -18,8 +23,11 @@ from cvlab.data.splits import (
 )
 
 __all__ = [
+    "CIFAR10_CLASS_NAMES",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
+    "DATASET_NAMES",
+    "RawData",
     "Splits",
     "channel_mean_std",
     "load_splits",

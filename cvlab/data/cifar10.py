@@ -10,7 +10,6 @@ read-only), keyed by a fingerprint of the source (paths, sizes, mtimes).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import time
@@ -21,7 +20,8 @@ from typing import Any
 
 from cvlab.data import cifar10_formats as formats
 from cvlab.data.cache import ArrayCache, cache_dir_for, fingerprint, locked, tree_fingerprint
-from cvlab.data.load import RawData
+from cvlab.data.fetching import move_into_place, staging_folder
+from cvlab.data.raw import RawData
 from cvlab.errors import UserError
 from cvlab.paths import dataset_root
 
@@ -157,9 +157,9 @@ def _build_cache(cache: ArrayCache, source: Source, key: str,
         loaded = cache.load(key)  # built by another process while this one waited
         if loaded is not None:
             return loaded
-        state = cache.state(key)
+        state, problem = cache.check(key)
         why = {"missing": "", "stale": " (the source changed)",
-               "corrupt": f" (the cache was corrupt: {cache.problem()})"}.get(state, "")
+               "corrupt": f" (the cache was corrupt: {problem})"}.get(state, "")
         announce(f"dataset: decoding CIFAR-10 from {source.describe()} into a cache{why}; "
                  "this happens once")
         start = time.perf_counter()
@@ -186,10 +186,14 @@ def _build_cache(cache: ArrayCache, source: Source, key: str,
 
 
 def fetch(root: str | os.PathLike | None = None, announce: Announce = print) -> Path:
-    """Download and extract the official archive into the root (md5-checked, torchvision).
+    """Download the official archive into the root and extract it (md5-checked, torchvision).
 
-    Does nothing when a copy is already there. Raises UserError when offline or the download
-    fails its checksum.
+    Nothing that fetch did not create is overwritten or deleted (see cvlab.data.fetching):
+    the archive is downloaded and extracted in a staging folder of the root, checked, and
+    only then moved into place. A `cifar-10-python.tar.gz` already there that is not the
+    official file, and an incomplete `cifar-10-batches-py/`, are set aside as `<name>.old`,
+    said in one line each. Does nothing when a copy is already there. Raises UserError when
+    offline or the download fails its checksum; the root is then as it was.
     """
     folder = resolve_root(root)
     existing = find_source(folder)
@@ -197,50 +201,63 @@ def fetch(root: str | os.PathLike | None = None, announce: Announce = print) -> 
                                      and existing.path.name == ARCHIVE_NAME):
         announce(f"dataset: CIFAR-10 already present: {existing.describe()}; nothing to fetch")
         return existing.path
-    created = not folder.exists()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create the CIFAR-10 folder {folder} ({err}); set "
-                        "dataset.root or $CVLAB_DATA to a writable folder") from None
-    from torchvision.datasets.utils import (
-        check_integrity,
-        download_and_extract_archive,
-        extract_archive,
-    )
+    with staging_folder(folder, "CIFAR-10") as staging:
+        return _fetch_into(folder, staging, announce)
+
+
+def _fetch_into(folder: Path, staging: Path, announce: Announce) -> Path:
+    """Get a verified official archive (the one in `folder`, else a download into
+    `staging`), extract it inside `staging`, then move the results into `folder`."""
+    from torchvision.datasets.utils import calculate_md5, extract_archive
 
     archive = folder / ARCHIVE_NAME
-    if archive.is_file() and check_integrity(str(archive), MD5):
+    present_md5 = calculate_md5(str(archive)) if archive.is_file() else None
+    if present_md5 == MD5:
         announce(f"dataset: {archive} passes its md5 check; extracting it")
-        try:
-            extract_archive(str(archive), str(folder))
-        except Exception as err:  # noqa: BLE001
-            raise formats.corrupt(archive, err, "archive") from None
-        return folder / BATCH_FOLDER
+        official = archive
+    else:
+        official = staging / ARCHIVE_NAME
+        _download(official, folder, present_md5, announce)
+    try:
+        extract_archive(str(official), str(staging))
+    except Exception as err:  # noqa: BLE001  tarfile, zlib, OSError
+        raise formats.corrupt(official, err, "archive") from None
+    extracted = staging / BATCH_FOLDER
+    if not _has_batches(extracted):
+        raise UserError(f"{official} passes its md5 check but holds no {BATCH_FOLDER}/ "
+                        f"with {formats.TRAIN_BATCHES[0]}; is {MD5} the right checksum?")
+    if official != archive:
+        move_into_place(official, archive, announce,
+                        f"is not the official archive (md5 {present_md5}, expected {MD5})")
+    batches = folder / BATCH_FOLDER
+    move_into_place(extracted, batches, announce,
+                    f"is incomplete (no {formats.TRAIN_BATCHES[0]})")
+    announce(f"dataset: CIFAR-10 extracted into {batches}")
+    return batches
+
+
+def _download(target: Path, folder: Path, present_md5: str | None, announce: Announce) -> None:
+    """Download the archive to `target` (a temporary name) with torchvision; md5-checked."""
+    from torchvision.datasets.utils import download_url
+
     url = os.environ.get(URL_ENV) or URL
     announce(f"dataset: downloading {url} into {folder} (md5 {MD5})")
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        download_and_extract_archive(url, download_root=str(folder), filename=ARCHIVE_NAME,
-                                     md5=MD5)
-    except Exception as err:  # noqa: BLE001  network, HTTP, checksum or extraction errors
-        if archive.is_file() and not check_integrity(str(archive), MD5):
-            with contextlib.suppress(OSError):
-                archive.unlink()
-        if created:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only when still empty
+        download_url(url, str(target.parent), filename=target.name, md5=MD5)
+    except Exception as err:  # noqa: BLE001  network, HTTP or checksum errors
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserError(
-            f"could not download CIFAR-10 from {url} ({reason}); check the network (are you "
-            f"offline?) or put {ARCHIVE_NAME}, {BATCH_FOLDER}/ or a train/ + test/ image tree "
-            f"into {folder} by hand"
-        ) from None
+        if present_md5 is not None:
+            advice = (f"{folder / ARCHIVE_NAME} was left untouched (its md5 {present_md5} is "
+                      f"not the official {MD5}); check the network (are you offline?) or set "
+                      f"${URL_ENV} to a mirror")
+        else:
+            advice = (f"check the network (are you offline?) or put {ARCHIVE_NAME}, "
+                      f"{BATCH_FOLDER}/ or a train/ + test/ image tree into {folder} by hand")
+        raise UserError(f"could not download CIFAR-10 from {url} ({reason}); {advice}") from None
     finally:
         socket.setdefaulttimeout(previous_timeout)
-    announce(f"dataset: CIFAR-10 downloaded and extracted into {folder / BATCH_FOLDER}")
-    return folder / BATCH_FOLDER
 
 
 def info(root: str | os.PathLike | None = None) -> list[dict[str, str]]:
@@ -255,12 +272,13 @@ def info(root: str | os.PathLike | None = None) -> list[dict[str, str]]:
     for index, source in enumerate(sources):
         found = f"{source.describe()}: {_count(source)}"
         if index == 0:
-            state = cache.state(source_key(source))
+            state, problem = cache.check(source_key(source))
             meta = cache.read_meta() or {}
-            detail = {"valid": f"valid ({cache.folder}, decoded in {meta.get('decode_s')} s)",
+            detail = {"valid": f"valid, checksums verified ({cache.folder}, decoded in "
+                               f"{meta.get('decode_s')} s)",
                       "missing": f"not built yet ({cache.folder}); built on first use",
                       "stale": f"stale ({cache.folder}): the source changed; rebuilt on next use",
-                      "corrupt": f"corrupt ({cache.folder}: {cache.problem()}); rebuilt on next "
+                      "corrupt": f"corrupt ({cache.folder}: {problem}); rebuilt on next "
                                  "use"}[state]
             if state == "valid":
                 found += f" -> cached {_cached_counts(meta)}"

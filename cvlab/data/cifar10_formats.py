@@ -27,10 +27,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from cvlab.data.constants import CIFAR10_CLASS_NAMES
 from cvlab.errors import UserError
 
-CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer",
-               "dog", "frog", "horse", "ship", "truck"]
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_BATCH = "test_batch"
 META_BATCH = "batches.meta"
@@ -96,17 +95,17 @@ def images_from_batch(batch: dict, name: str) -> tuple[np.ndarray, np.ndarray]:
         raise corrupt(name, f"missing data or labels: {err}") from None
     if data.ndim != 2 or data.shape[1] != 3072 or labels.shape != (data.shape[0],):
         raise corrupt(name, f"data {data.shape} / labels {labels.shape}, expected (N, 3072) / (N,)")
-    if labels.size and (labels.min() < 0 or labels.max() >= len(CLASS_NAMES)):
+    if labels.size and (labels.min() < 0 or labels.max() >= len(CIFAR10_CLASS_NAMES)):
         raise corrupt(name, "labels outside 0..9")
     return np.ascontiguousarray(data.reshape(-1, 3, 32, 32)), labels
 
 
 def class_names_from_meta(data: bytes | None, name: str) -> list[str]:
     if data is None:
-        return list(CLASS_NAMES)
+        return list(CIFAR10_CLASS_NAMES)
     meta = unpickle_batch(data, name)
     names = meta.get("label_names")
-    if not isinstance(names, list) or len(names) != len(CLASS_NAMES):
+    if not isinstance(names, list) or len(names) != len(CIFAR10_CLASS_NAMES):
         raise corrupt(name, "no list of 10 label_names")
     return [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names]
 

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from cvlab.data import synthetic
+from cvlab.data import cifar10, synthetic
 from cvlab.data.cache import ArrayCache, locked
+from cvlab.data.constants import AUTO, IMAGE_DATASETS
+from cvlab.data.raw import RawData
 from cvlab.data.splits import Splits, make_splits
 from cvlab.errors import UserError
 from cvlab.paths import cache_home
@@ -28,10 +28,8 @@ def load_splits(cfg: Any, announce: Announce = print) -> Splits:
     through `announce`); "cifar10": CIFAR-10 or a UserError (downloads when cfg.download);
     "synthetic": the embedded synthetic set.
     """
-    from cvlab.data import cifar10
-
     name = cfg.name
-    if name == "auto":
+    if name == AUTO:
         root = cifar10.resolve_root(cfg.root)
         if cifar10.find_source(root) is not None:
             name = "cifar10"
@@ -47,8 +45,9 @@ def load_splits(cfg: Any, announce: Announce = print) -> Splits:
         data = load_synthetic_arrays(cfg.synthetic_train, cfg.synthetic_test, cfg.synthetic_seed,
                                      announce=announce)
     else:
-        raise UserError(f"dataset.name={name!r} has no image splits; use auto, cifar10 or "
-                        "synthetic (captioning sets load through their own commands)")
+        raise UserError(f"dataset.name={name!r} has no image splits; use one of "
+                        f"{', '.join((AUTO, *IMAGE_DATASETS))} (captioning sets load through "
+                        "their own commands)")
     X_train, y_train, X_val, y_val, X_test, y_test = make_splits(
         data.X_train, data.y_train, data.X_test, data.y_test,
         num_train=cfg.num_train, num_val=cfg.num_val, num_test=cfg.num_test,
@@ -57,22 +56,9 @@ def load_splits(cfg: Any, announce: Announce = print) -> Splits:
     splits = Splits(X_train, y_train, X_val, y_val, X_test, y_test,
                     class_names=list(data.class_names), name=name, source=data.source,
                     info=dict(data.info))
-    if cfg.name != "auto" or name == "cifar10":
+    if cfg.name != AUTO or name == "cifar10":
         announce(f"dataset: {splits.describe()}")
     return splits
-
-
-class RawData:
-    """A dataset's full training and test arrays (possibly memory maps) before splitting."""
-
-    def __init__(self, X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
-                 y_test: np.ndarray, class_names: list[str], source: str,
-                 test_is_sorted: bool = False, info: dict | None = None) -> None:
-        self.X_train, self.y_train, self.X_test, self.y_test = X_train, y_train, X_test, y_test
-        self.class_names = class_names
-        self.source = source
-        self.test_is_sorted = test_is_sorted
-        self.info = info or {}
 
 
 def synthetic_cache_dir(num_train: int, num_test: int, seed: int) -> Path:

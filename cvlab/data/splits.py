@@ -11,10 +11,6 @@ import numpy as np
 
 from cvlab.errors import UserError
 
-# Normalization constants of the PyTorch part of the course (0-1 scale, per channel R, G, B).
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2023, 0.1994, 0.2010)
-
 
 @dataclass
 class Splits:
