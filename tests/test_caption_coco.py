@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -125,42 +126,51 @@ def test_missing_folder_file_key_and_length_mismatch(tmp_path):
         load_coco_data(base)
 
 
-@pytest.fixture
-def http_root(tmp_path):
-    """A local HTTP server for tmp_path/www (torchvision's downloader needs http)."""
-    import functools
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    www = tmp_path / "www"
-    www.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(www)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield www, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def test_fetch_unpacks_a_verified_archive(tmp_path, http_root):
-    www, url = http_root
+def serve_coco(tmp_path: Path, www: Path) -> None:
     source = write_coco(tmp_path / "src" / "coco_captioning")
-    archive = www / "coco_captioning.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
+    with zipfile.ZipFile(www / "coco_captioning.zip", "w") as zf:
         for path in source.iterdir():
             zf.write(path, f"coco_captioning/{path.name}")
+
+
+def test_fetch_unpacks_a_verified_archive(tmp_path, http_folder):
+    www, url = http_folder
+    serve_coco(tmp_path, www)
     target = tmp_path / "data"
     found = fetch_coco(target, url=f"{url}/coco_captioning.zip")
     assert found == target / "coco_captioning"
     assert load_coco_data(found)["train_captions"].shape == (12, 17)
-    assert not (target / "coco_captioning.zip").exists()  # archive removed once unpacked
+    assert [p.name for p in target.iterdir()] == ["coco_captioning"]  # no archive, no staging
 
     (www / "broken.zip").write_bytes(b"not a zip")
     with pytest.raises(UserError, match="not a valid zip"):
         fetch_coco(tmp_path / "other", url=f"{url}/broken.zip")
     with pytest.raises(UserError, match="cannot download"):
         fetch_coco(tmp_path / "third", url=f"{url}/missing.zip")
+    assert not (tmp_path / "other").exists() and not (tmp_path / "third").exists()
+
+
+def test_fetch_keeps_what_the_user_had_in_the_root(tmp_path, http_folder):
+    www, url = http_folder
+    serve_coco(tmp_path, www)
+    target = tmp_path / "data"
+    partial = target / "coco_captioning"
+    partial.mkdir(parents=True)
+    (partial / "coco2014_vocab.json").write_text('{"my": "own vocabulary"}')
+    (target / "coco_captioning.zip").write_bytes(b"my own half-downloaded zip")
+    lines: list[str] = []
+    found = fetch_coco(target, url=f"{url}/coco_captioning.zip", announce=lines.append)
+    assert found == partial and load_coco_data(found)["val_captions"].shape == (8, 17)
+    aside = target / "coco_captioning.old"
+    assert (aside / "coco2014_vocab.json").read_text() == '{"my": "own vocabulary"}'
+    assert (target / "coco_captioning.zip").read_bytes() == b"my own half-downloaded zip"
+    assert len([line for line in lines if "set aside as coco_captioning.old" in line]) == 1
+    assert sorted(p.name for p in target.iterdir()) == [
+        "coco_captioning", "coco_captioning.old", "coco_captioning.zip"]
+
+    (www / "coco_captioning.zip").write_bytes(b"not a zip")
+    shutil.rmtree(partial)
+    with pytest.raises(UserError, match="not a valid zip"):
+        fetch_coco(target, url=f"{url}/coco_captioning.zip")
+    assert sorted(p.name for p in target.iterdir()) == [
+        "coco_captioning.old", "coco_captioning.zip"]

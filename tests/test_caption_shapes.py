@@ -89,3 +89,23 @@ def test_val_scenes_are_new_combinations():
     # every object of a val scene also occurs in training scenes (composition, not new words)
     train_objects = {o for s in scenes if not s.is_val for o in s.objects}
     assert all(o in train_objects for s in scenes if s.is_val for o in s.objects)
+
+
+def test_ensure_keeps_a_foreign_folder_and_leaves_no_staging_on_failure(tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    folder = root / f"v{S.VERSION}-train6-val2-seed4"
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("mine")  # the set's folder name, but not built by cvlab
+    assert S.ensure(num_train=6, num_val=2, seed=4, root=root) == folder
+    assert (folder / S.DONE_MARKER).is_file()
+    assert (root / f"{folder.name}.old" / "notes.txt").read_text() == "mine"
+
+    def broken_build(staging, *args, **kwargs):
+        staging.mkdir(parents=True)
+        (staging / "coco2014_captions.h5").write_bytes(b"half written")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(S, "build", broken_build)
+    with pytest.raises(OSError, match="disk full"):
+        S.ensure(num_train=7, num_val=2, seed=4, root=root)
+    assert sorted(p.name for p in root.iterdir()) == [folder.name, f"{folder.name}.old"]

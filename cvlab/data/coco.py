@@ -1,6 +1,6 @@
 """COCO captioning in the course's on-disk layout (`coco_captioning/`), and its download.
 
-The folder holds (REFERENCE.md section 4):
+The folder holds (the layout of the course's captioning notebooks):
     coco2014_captions.h5          train_captions (M, 17) int32, train_image_idxs (M,),
                                   val_captions, val_image_idxs
     train2014_vgg16_fc7.h5        features (82783, 4096)   (key `features`)
@@ -19,11 +19,13 @@ from __future__ import annotations
 import json
 import logging
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cvlab.data.fetching import move_into_place, staging_folder
 from cvlab.errors import UserError
 from cvlab.paths import dataset_root
 
@@ -221,32 +223,42 @@ def _describe(base: Path) -> str:
 
 
 def fetch_coco(root: str | Path | None = None, url: str = COCO_URL,
-               md5: str | None = COCO_MD5) -> Path:
+               md5: str | None = COCO_MD5,
+               announce: Callable[[str], None] = log.info) -> Path:
     """Download the course archive into `root` (default $CVLAB_DATA/coco) and unpack it.
 
     Uses torchvision's download utility; the downloaded size must equal the server's
-    Content-Length, every zip member's CRC-32 is checked, and the unpacked folder must load.
-    Returns the folder holding coco2014_captions.h5. Already present: nothing is downloaded.
+    Content-Length, every zip member's CRC-32 is checked, and the unpacked folder must load,
+    all inside a staging folder of the root (see cvlab.data.fetching) before anything is
+    moved into place: nothing already in the root is overwritten or deleted (an entry of the
+    same name is set aside as `<name>.old`, said in one line). Returns the folder holding
+    coco2014_captions.h5. Already present: nothing is downloaded.
     """
     found = find_coco(root)
     if found is not None:
-        log.info("COCO captioning already present at %s", found)
+        announce(f"dataset: COCO captioning already present at {found}; nothing to fetch")
         return found
     target = dataset_root("coco", root)
-    target.mkdir(parents=True, exist_ok=True)
-    archive = target / Path(url).name
-    _download(url, archive, md5)
-    _unpack(archive, target)
+    with staging_folder(target, "COCO captioning") as staging:
+        archive = staging / Path(url).name
+        _download(url, archive, md5, target)
+        unpacked = staging / "unpacked"
+        _unpack(archive, unpacked, url)
+        if find_coco(unpacked) is None:
+            raise UserError(f"{url} holds no {CAPTIONS_FILE} (at its top or in {FOLDER}/); "
+                            "is it the course's coco_captioning.zip?")
+        load_coco_data(find_coco(unpacked), max_train=1)  # every file present and consistent
+        for entry in sorted(unpacked.iterdir()):
+            move_into_place(entry, target / entry.name, announce)
     found = find_coco(target)
-    if found is None:
-        raise UserError(f"{archive} unpacked into {target} but holds no {CAPTIONS_FILE}; "
-                        "is it the course's coco_captioning.zip?")
-    load_coco_data(found, max_train=1)  # every file present and consistent
-    archive.unlink(missing_ok=True)
+    if found is None:  # only if the root changed under us while moving
+        raise UserError(f"COCO captioning unpacked into {target} but {CAPTIONS_FILE} is "
+                        "not there any more")
     return found
 
 
-def _download(url: str, archive: Path, md5: str | None) -> None:
+def _download(url: str, archive: Path, md5: str | None, target: Path) -> None:
+    """Download `url` to `archive` (inside the staging folder); size and md5 checked."""
     import urllib.error
     import urllib.request
 
@@ -259,33 +271,27 @@ def _download(url: str, archive: Path, md5: str | None) -> None:
             expected = int(length) if length else None
     except (urllib.error.URLError, OSError, ValueError):
         expected = None  # download_url reports the failure below
-    partial = archive.with_name(archive.name + ".part")
-    partial.unlink(missing_ok=True)
     try:
-        download_url(url, str(archive.parent), filename=partial.name, md5=md5)
+        download_url(url, str(archive.parent), filename=archive.name, md5=md5)
     except (urllib.error.URLError, OSError, RuntimeError) as err:
-        partial.unlink(missing_ok=True)
         raise UserError(f"cannot download {url}: {err}; check the network, or download it "
-                        f"yourself and unpack it into {archive.parent}") from None
-    size = partial.stat().st_size
+                        f"yourself and unpack it into {target}") from None
+    size = archive.stat().st_size
     if expected is not None and size != expected:
-        partial.unlink(missing_ok=True)
         raise UserError(f"download of {url} is incomplete ({size} of {expected} bytes); "
                         "run the fetch again")
-    if md5 is not None and not check_integrity(str(partial), md5):
-        partial.unlink(missing_ok=True)
+    if md5 is not None and not check_integrity(str(archive), md5):
         raise UserError(f"{url} does not match the expected MD5 {md5}")
-    partial.replace(archive)
 
 
-def _unpack(archive: Path, target: Path) -> None:
+def _unpack(archive: Path, destination: Path, url: str) -> None:
     try:
         with zipfile.ZipFile(archive) as zf:
             bad = zf.testzip()
             if bad is not None:
-                raise UserError(f"{archive}: member {bad} fails its CRC check; delete the file "
-                                "and fetch again")
-            zf.extractall(target)
+                raise UserError(f"the download of {url} is corrupt (member {bad} fails its "
+                                "CRC check); run the fetch again")
+            zf.extractall(destination)
     except zipfile.BadZipFile as err:
-        raise UserError(f"{archive} is not a valid zip archive ({err}); delete it and fetch "
-                        "again") from None
+        raise UserError(f"{url} is not a valid zip archive ({err}); is it the course's "
+                        "coco_captioning.zip?") from None

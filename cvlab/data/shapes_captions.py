@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from cvlab.data.coco import CAPTIONS_FILE, SPECIAL_TOKENS, VOCAB_FILE, feature_file, url_file
+from cvlab.data.fetching import set_aside
 from cvlab.paths import cache_home
 
 log = logging.getLogger(__name__)
@@ -286,11 +287,18 @@ def ensure(num_train: int = 4000, num_val: int = 500, seed: int = 0,
              num_train, num_val, folder)
     staging = parent / f".{folder.name}.{os.getpid()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
-    build(staging, num_train, num_val, seed)
-    (staging / DONE_MARKER).write_text("ok\n")
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(staging, folder)
+    try:
+        build(staging, num_train, num_val, seed)
+        (staging / DONE_MARKER).write_text("ok\n")
+        if (folder / DONE_MARKER).is_file():  # another process finished first
+            return folder
+        if folder.exists() or folder.is_symlink():  # not one this code completed: keep it
+            aside = set_aside(folder)
+            log.info("%s was there without %s; it is kept, set aside as %s",
+                     folder, DONE_MARKER, aside.name)
+        os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 
