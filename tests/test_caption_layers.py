@@ -163,3 +163,58 @@ def test_gradcheck_detects_a_wrong_gradient():
 
     rows = compare(lambda x: Wrong.apply(x), {"x": rng.randn(3, 4)}, rng)
     assert not rows[0].passed
+
+
+# ---------------------------------------------------------------------------- bad input
+
+def z(*shape: int) -> torch.Tensor:
+    return torch.zeros(*shape, dtype=torch.float64)
+
+
+BAD_RECURRENT = [
+    # (function, args, words the message must hold)
+    (rnn_step_forward, (z(2, 3), z(2, 4), z(3, 5), z(4, 4), z(4)), "Wx (3, 5)"),
+    (rnn_step_forward, (z(2, 3), z(3, 4), z(3, 4), z(4, 4), z(4)), "h (3, 4)"),
+    (rnn_forward, (z(2, 3), z(2, 4), z(3, 4), z(4, 4), z(4)), "x (N, T, D)"),
+    (rnn_forward, (z(2, 5, 3), z(2, 4), z(3, 4), z(4, 4), z(5)), "b (5,)"),
+    (rnn_forward, (z(2, 0, 3), z(2, 4), z(3, 4), z(4, 4), z(4)), "T = 0"),
+    (lstm_step_forward, (z(2, 3), z(2, 4), z(2, 5), z(3, 16), z(4, 16), z(16)), "c (2, 5)"),
+    (lstm_step_forward, (z(2, 3), z(2, 4), z(2, 4), z(3, 4), z(4, 4), z(4)), "Wx (D, 4H)"),
+    (lstm_forward, (z(2, 5, 3), z(2, 4), z(3, 16), z(4, 12), z(16)), "Wh (4, 12)"),
+    (lstm_forward, (z(2, 0, 3), z(2, 4), z(3, 16), z(4, 16), z(16)), "T = 0"),
+    (temporal_affine_forward, (z(2, 5, 3), z(4, 6), z(6)), "w (4, 6)"),
+    (temporal_affine_forward, (z(2, 5, 3), z(3, 6), z(5)), "b (5,)"),
+]
+
+
+@pytest.mark.parametrize("fn, args, words", BAD_RECURRENT)
+def test_mismatched_recurrent_shapes_raise_value_error_naming_them(fn, args, words):
+    with pytest.raises(ValueError) as err:
+        fn(*args)
+    message = str(err.value)
+    assert fn.__name__ in message and words in message
+    assert str(tuple(args[0].shape)) in message
+
+
+@pytest.mark.parametrize("bad_id", [-1, 7])
+def test_word_ids_outside_the_vocabulary_are_refused(bad_id):
+    W = z(7, 3)  # V = 7
+    ids = torch.tensor([[1, 2, bad_id], [0, 6, 3]])
+    with pytest.raises(ValueError, match=rf"\[0, 7\).*W \(7, 3\).*from {min(bad_id, 0)} to "
+                                         rf"{max(bad_id, 6)}"):
+        word_embedding_forward(ids, W)  # -1 would silently take the last word's vector
+    with pytest.raises(ValueError, match="integers"):
+        word_embedding_forward(ids.double(), W)
+    scores, mask = z(2, 3, 7), torch.ones(2, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"targets y \(2, 3\) must lie in \[0, 7\)"):
+        temporal_softmax_loss(scores, ids, mask)
+    assert word_embedding_forward(ids.clamp(0, 6), W).shape == (2, 3, 3)
+
+
+def test_temporal_softmax_loss_refuses_empty_batches_and_mismatched_shapes():
+    with pytest.raises(ValueError, match=r"empty batch \(scores x \(0, 3, 7\)\)"):
+        temporal_softmax_loss(z(0, 3, 7), torch.zeros(0, 3, dtype=torch.long),
+                              torch.ones(0, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"x \(2, 3, 7\), y \(2, 4\), mask \(2, 3\)"):
+        temporal_softmax_loss(z(2, 3, 7), torch.zeros(2, 4, dtype=torch.long),
+                              torch.ones(2, 3, dtype=torch.bool))

@@ -129,3 +129,30 @@ def test_tiny_overfit_drives_loss_down(cell_type):
     for row, caption in zip(sampled, captions):
         end = list(caption).index(2)
         assert list(row[:end]) == list(caption[1:end + 1])
+
+
+def test_bad_batches_raise_value_error_naming_the_shapes():
+    model, features, captions = linspace_model("lstm")  # D = 20, V = 3, N = 10, T = 13
+    bad = captions.copy()
+    bad[4, 5] = 3
+    with pytest.raises(ValueError, match=r"captions \(10, 13\) must lie in \[0, 3\).*0 to 3"):
+        model.loss(features, bad)
+    bad[4, 5] = -1
+    with pytest.raises(ValueError, match=r"from -1 to 2"):
+        model.loss(features, bad)
+    with pytest.raises(ValueError, match=r"\(N, 20\), got features \(10, 19\)"):
+        model.loss(features[:, :19], captions)
+    with pytest.raises(ValueError, match=r"features \(10, 20\) and captions \(9, 13\)"):
+        model.loss(features, captions[:9])
+    with pytest.raises(ValueError, match=r"T >= 2.*captions \(10, 1\)"):
+        model.loss(features, captions[:, :1])
+    with pytest.raises(ValueError, match=r"empty batch \(features \(0, 20\), captions \(0, 13\)\)"):
+        model.loss(features[:0], captions[:0])
+    with pytest.raises(ValueError, match="integers"):
+        model.loss(features, captions.astype(np.float64))
+    assert torch.isfinite(model.loss(features, captions))
+    sampler = CaptioningRNN({"<NULL>": 0, "<START>": 1, "<END>": 2}, input_dim=20,
+                            wordvec_dim=4, hidden_dim=5)
+    with pytest.raises(ValueError, match=r"CaptioningRNN.sample.*features \(10, 21\)"):
+        sampler.sample(np.zeros((10, 21)))
+    assert sampler.sample(np.zeros((2, 20)), max_length=3).shape == (2, 3)

@@ -237,3 +237,88 @@ def test_other_bad_shapes_raise_value_error():
                                     np.zeros((1, 6, 1, 1)), 4, {})
     with pytest.raises(ValueError, match=r"labels"):
         L.softmax_loss(np.zeros((2, 3)), np.array([0, 3]))
+
+
+# ---------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("loss", ["softmax_loss", "svm_loss"])
+def test_losses_refuse_empty_batches_and_labels_outside_the_classes(loss):
+    fn = getattr(L, loss)
+    with pytest.raises(ValueError, match=r"empty batch \(scores x \(0, 10\), labels y \(0,\)\)"):
+        fn(np.zeros((0, 10)), np.zeros(0, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"\[0, 3\).*\(2, 3\).*from -1 to 0"):
+        fn(np.zeros((2, 3)), np.array([0, -1]))  # -1 would silently pick the last class
+    with pytest.raises(ValueError, match=r"\[0, 3\).*from 0 to 3"):
+        fn(np.zeros((2, 3)), np.array([0, 3]))
+    with pytest.raises(ValueError, match="integers, got dtype float64"):
+        fn(np.zeros((2, 3)), np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"x \(2, 3\) and y \(3,\)"):
+        fn(np.zeros((2, 3)), np.array([0, 1, 2]))
+    loss_value, _ = fn(np.zeros((2, 3)), np.array([0, 2], dtype=np.int32))  # any integer dtype
+    assert np.isfinite(loss_value)
+
+
+def trained_bn_param(rng, D: int = 4) -> dict:
+    bn_param = {"mode": "train"}
+    for _ in range(5):
+        L.batchnorm_forward(rng.randn(8, D), np.ones(D), np.zeros(D), bn_param)
+    return bn_param
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "overflow"])
+def test_batchnorm_never_writes_non_finite_running_statistics(rng, bad):
+    bn_param = trained_bn_param(rng)
+    before = (bn_param["running_mean"].copy(), bn_param["running_var"].copy())
+    x = rng.randn(8, 4)
+    if bad == "nan":
+        x[3, 1] = np.nan
+    elif bad == "inf":
+        x[0, 2] = np.inf
+    else:  # finite inputs whose variance overflows float64
+        x[:, 0] = [1e200, -1e200] * 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out, _ = L.batchnorm_forward(x, np.ones(4), np.zeros(4), bn_param)
+    if bad != "overflow":
+        assert not np.isfinite(out).all()  # the output shows it: the loss will diverge
+    np.testing.assert_array_equal(bn_param["running_mean"], before[0])
+    np.testing.assert_array_equal(bn_param["running_var"], before[1])
+    L.batchnorm_forward(rng.randn(8, 4), np.ones(4), np.zeros(4), bn_param)  # next good batch
+    assert not np.array_equal(bn_param["running_mean"], before[0])
+    assert np.isfinite(bn_param["running_mean"]).all()
+    assert np.isfinite(bn_param["running_var"]).all()
+
+
+def test_empty_batches_in_batchnorm_train_mode_are_refused(rng):
+    bn_param = trained_bn_param(rng)
+    before = bn_param["running_mean"].copy()
+    with pytest.raises(ValueError, match=r"empty batch \(x \(0, 4\)\)"):
+        L.batchnorm_forward(np.zeros((0, 4)), np.ones(4), np.zeros(4), bn_param)
+    np.testing.assert_array_equal(bn_param["running_mean"], before)
+    out, _ = L.batchnorm_forward(np.zeros((0, 4)), np.ones(4), np.zeros(4),
+                                 dict(bn_param, mode="test"))
+    assert out.shape == (0, 4)  # test mode needs no batch statistics
+    spatial = {"mode": "train"}
+    with pytest.raises(ValueError, match=r"empty batch \(x \(0, 3, 4, 4\)\)"):
+        L.spatial_batchnorm_forward(np.zeros((0, 3, 4, 4)), np.ones(3), np.zeros(3), spatial)
+    assert "running_mean" not in spatial
+
+
+def test_spatial_batchnorm_keeps_its_running_statistics_finite(rng):
+    bn_param = {"mode": "train"}
+    x = rng.randn(2, 3, 4, 4)
+    L.spatial_batchnorm_forward(x, np.ones(3), np.zeros(3), bn_param)
+    before = bn_param["running_var"].copy()
+    x[1, 2, 0, 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        L.spatial_batchnorm_forward(x, np.ones(3), np.zeros(3), bn_param)
+    np.testing.assert_array_equal(bn_param["running_var"], before)
+
+
+def test_normalizations_name_the_shapes_of_degenerate_inputs():
+    with pytest.raises(ValueError, match=r"D >= 1, got \(3, 0\)"):
+        L.layernorm_forward(np.zeros((3, 0)), np.ones(0), np.zeros(0), {})
+    out, _ = L.spatial_groupnorm_forward(np.zeros((0, 6, 2, 2)), np.ones((1, 6, 1, 1)),
+                                         np.zeros((1, 6, 1, 1)), 3, {})
+    assert out.shape == (0, 6, 2, 2)

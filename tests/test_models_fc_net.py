@@ -151,3 +151,26 @@ def test_bad_arguments():
         FullyConnectedNet([3], normalization="groupnorm")
     with pytest.raises(ValueError, match="dropout_keep_ratio"):
         FullyConnectedNet([3], dropout_keep_ratio=0)
+
+
+@pytest.mark.parametrize("normalization", ["batchnorm", "layernorm", None])
+def test_bad_batches_are_refused_before_anything_changes(normalization):
+    rng = np.random.RandomState(0)
+    model = FullyConnectedNet([6], input_dim=4, num_classes=3, normalization=normalization,
+                              dtype=np.float64, rng=rng)
+    X = rng.randn(5, 4)
+    cases = [
+        (np.array([0, 1, 2, 3, 0]), r"labels y \(5,\) must lie in \[0, 3\).*from 0 to 3"),
+        (np.array([0, 1, -1, 1, 0]), r"\[0, 3\).*from -1 to 1"),
+        (np.array([0, 1, 2]), r"X \(5, 4\) and y \(3,\)"),
+        (np.zeros(5), "integers, got dtype float64"),
+    ]
+    for y, message in cases:
+        with pytest.raises(ValueError, match=message):
+            model.loss(X, y)
+    with pytest.raises(ValueError, match=r"empty batch \(X \(0, 4\), y \(0,\)\)"):
+        model.loss(X[:0], np.zeros(0, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"empty batch \(X \(0, 4\)\)"):
+        model.loss(X[:0])  # test mode too
+    assert all("running_mean" not in bn for bn in model.bn_params)  # no statistics touched
+    assert model.loss(X[:2]).shape == (2, 3)

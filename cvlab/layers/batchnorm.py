@@ -1,10 +1,16 @@
-"""Batch normalization over the features of (N, D) inputs, with running statistics."""
+"""Batch normalization over the features of (N, D) inputs, with running statistics.
+
+The running statistics never take a non-finite value from a batch: a batch whose mean or
+variance is not finite (NaN or inf inputs, or an overflow) leaves them as they were (its
+output is still computed, so a diverging loss shows); an empty batch in train mode raises
+ValueError.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from cvlab.layers._validate import check_feature_params
+from cvlab.layers._validate import check_feature_params, check_nonempty
 
 
 def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
@@ -14,11 +20,12 @@ def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     Train mode normalizes with the batch mean and (biased) variance and updates
         running_mean = momentum * running_mean + (1 - momentum) * sample_mean
         running_var  = momentum * running_var  + (1 - momentum) * sample_var
-    writing both back into bn_param (zeros of shape (D,) on the first call).
+    writing both back into bn_param (zeros of shape (D,) on the first call), unless the
+    batch's statistics are not finite: then the running statistics are left unchanged.
     Test mode normalizes with the running statistics.
 
     Inputs:
-    - x: (N, D); gamma, beta: (D,) scale and shift
+    - x: (N, D), N >= 1 in train mode; gamma, beta: (D,) scale and shift
     - bn_param: 'mode' ('train' or 'test', required), 'eps' (1e-5), 'momentum' (0.9),
       'running_mean', 'running_var' (D,)
 
@@ -33,6 +40,7 @@ def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     running_var = bn_param.get("running_var", np.zeros(D, dtype=x.dtype))
 
     if mode == "train":
+        check_nonempty("batchnorm (train mode)", f"x {x.shape}", x.shape[0])
         sample_mean = x.mean(axis=0)
         centered = x - sample_mean
         sample_var = (centered**2).mean(axis=0)
@@ -40,8 +48,9 @@ def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
         inv_std = 1 / std
         x_hat = centered * inv_std
         out = gamma * x_hat + beta
-        running_mean = momentum * running_mean + (1 - momentum) * sample_mean
-        running_var = momentum * running_var + (1 - momentum) * sample_var
+        if np.isfinite(sample_mean).all() and np.isfinite(sample_var).all():
+            running_mean = momentum * running_mean + (1 - momentum) * sample_mean
+            running_var = momentum * running_var + (1 - momentum) * sample_var
         cache = (x_hat, centered, std, inv_std, gamma)
     elif mode == "test":
         x_hat = (x - running_mean) / np.sqrt(running_var + eps)

@@ -2,30 +2,24 @@
 
 Both are numerically stable: scores are shifted by their row maximum and the softmax loss
 uses log-sum-exp, so logits of magnitude 1e4 and probabilities that underflow to 0 give
-finite losses without warnings.
+finite losses without warnings. An empty batch, labels outside [0, C) or of a non-integer
+dtype raise ValueError naming the shapes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-
-def _check_scores(x: np.ndarray, y: np.ndarray, what: str) -> None:
-    if np.ndim(x) != 2 or np.shape(y) != (x.shape[0],):
-        raise ValueError(f"{what} expects scores x of shape (N, C) and labels y of shape (N,), "
-                         f"got x {np.shape(x)} and y {np.shape(y)}")
-    if len(y) and (y.min() < 0 or y.max() >= x.shape[1]):
-        raise ValueError(f"{what}: labels y must lie in [0, {x.shape[1]}) for scores x "
-                         f"{x.shape}, got labels from {y.min()} to {y.max()}")
+from cvlab.layers._validate import check_class_scores
 
 
 def softmax_loss(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """Softmax cross-entropy loss averaged over the batch.
 
-    Inputs: x (N, C) scores, y (N,) labels in 0 <= y[i] < C.
+    Inputs: x (N, C) scores, y (N,) integer labels in 0 <= y[i] < C, N >= 1.
     Returns (loss, dx) with dx (N, C) the gradient of the loss with respect to x.
     """
-    _check_scores(x, y, "softmax_loss")
+    check_class_scores("softmax_loss", x, y)
     N = x.shape[0]
     shifted = x - x.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -40,10 +34,10 @@ def softmax_loss(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
 def svm_loss(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
     """Multiclass SVM (hinge, margin 1) loss averaged over the batch.
 
-    Inputs: x (N, C) scores, y (N,) labels in 0 <= y[i] < C.
+    Inputs: x (N, C) scores, y (N,) integer labels in 0 <= y[i] < C, N >= 1.
     Returns (loss, dx) with dx (N, C).
     """
-    _check_scores(x, y, "svm_loss")
+    check_class_scores("svm_loss", x, y)
     N = x.shape[0]
     rows = np.arange(N)
     correct = x[rows, y][:, None]

@@ -8,12 +8,18 @@ M output size.
 LSTM gates are packed in the order i, f, o, g: the activations `a = x Wx + prev_h Wh + b`
 of shape (N, 4H) split into input, forget and output gates (sigmoid) and the block input g
 (tanh).
+
+Mismatched shapes, sequences without time steps, word ids or targets outside [0, V) and an
+empty batch in the loss raise ValueError naming the shapes (shape checks only, plus one
+min/max over the ids).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from cvlab.layers._validate import check_indices, check_nonempty, check_recurrent, shape_of
 
 
 def rnn_step_forward(
@@ -23,6 +29,7 @@ def rnn_step_forward(
 
     x (N, D), prev_h (N, H), Wx (D, H), Wh (H, H), b (H,) -> next_h (N, H).
     """
+    check_recurrent("rnn_step_forward", x, prev_h, Wx, Wh, b)
     return torch.tanh(x @ Wx + prev_h @ Wh + b)
 
 
@@ -32,8 +39,9 @@ def rnn_forward(
     """A vanilla RNN over a whole sequence.
 
     x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,) -> h (N, T, H), the hidden state at
-    every time step (h0 itself is not included).
+    every time step (h0 itself is not included). T >= 1.
     """
+    check_recurrent("rnn_forward", x, h0, Wx, Wh, b, sequence=True)
     _, T, _ = x.shape
     # Project all inputs at once; only the recurrence must run step by step.
     x_proj = x @ Wx + b
@@ -59,6 +67,7 @@ def lstm_step_forward(
     -> (next_h (N, H), next_c (N, H)). Gate order i, f, o, g:
     next_c = f * prev_c + i * g, next_h = o * tanh(next_c).
     """
+    check_recurrent("lstm_step_forward", x, prev_h, Wx, Wh, b, gates=4, c=prev_c)
     return _lstm_cell(x @ Wx + b, prev_h, prev_c, Wh)
 
 
@@ -82,8 +91,9 @@ def lstm_forward(
 ) -> torch.Tensor:
     """An LSTM over a whole sequence; the initial cell state is zero.
 
-    x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,) -> h (N, T, H).
+    x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,) -> h (N, T, H). T >= 1.
     """
+    check_recurrent("lstm_forward", x, h0, Wx, Wh, b, gates=4, sequence=True)
     _, T, _ = x.shape
     x_proj = x @ Wx + b
     prev_h, prev_c = h0, torch.zeros_like(h0)
@@ -97,8 +107,13 @@ def lstm_forward(
 def word_embedding_forward(x: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     """Look up word vectors: out[n, t] = W[x[n, t]].
 
-    x (N, T) integer word ids in [0, V), W (V, D) -> out (N, T, D).
+    x (N, T) (or any shape) integer word ids in [0, V), W (V, D) -> out (N, T, D).
     """
+    if len(shape_of(W)) != 2:
+        raise ValueError(f"word_embedding_forward expects W of shape (V, D), got W "
+                         f"{shape_of(W)} (x {shape_of(x)})")
+    check_indices("word_embedding_forward", "word ids x", x, W.shape[0],
+                  f"W {shape_of(W)} (V, D)")
     return W[x]
 
 
@@ -107,6 +122,11 @@ def temporal_affine_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -
 
     x (N, T, D), w (D, M), b (M,) -> out (N, T, M).
     """
+    x_shape, w_shape, b_shape = shape_of(x), shape_of(w), shape_of(b)
+    if len(x_shape) != 3 or len(w_shape) != 2 or w_shape[0] != x_shape[2] \
+            or b_shape != (w_shape[1],):
+        raise ValueError(f"temporal_affine_forward expects x (N, T, D), w (D, M), b (M,); got "
+                         f"x {x_shape}, w {w_shape}, b {b_shape}")
     N, T, D = x.shape
     M = b.shape[0]
     return (x.reshape(N * T, D) @ w).reshape(N, T, M) + b
@@ -116,8 +136,16 @@ def temporal_softmax_loss(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) 
     """Softmax cross-entropy summed over the time steps where `mask` is true, divided by N.
 
     x (N, T, V) scores, y (N, T) target ids in [0, V), mask (N, T) bool (or 0/1)
-    -> scalar loss. Masked-out positions contribute neither loss nor gradient.
+    -> scalar loss, N >= 1. Masked-out positions contribute neither loss nor gradient.
     """
+    x_shape = shape_of(x)
+    if len(x_shape) != 3 or shape_of(y) != x_shape[:2] or shape_of(mask) != x_shape[:2]:
+        raise ValueError(f"temporal_softmax_loss expects scores x (N, T, V), targets y (N, T) "
+                         f"and mask (N, T); got x {x_shape}, y {shape_of(y)}, "
+                         f"mask {shape_of(mask)}")
+    check_nonempty("temporal_softmax_loss", f"scores x {x_shape}", x_shape[0])
+    check_indices("temporal_softmax_loss", "targets y", y, x_shape[2],
+                  f"scores x {x_shape} (N, T, V)")
     N, T, V = x.shape
     log_probs = F.log_softmax(x.reshape(N * T, V), dim=1)
     picked = log_probs.gather(1, y.reshape(N * T, 1).long()).reshape(N * T)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cvlab.layers._validate import check_nonempty
 from cvlab.layers.batchnorm import batchnorm_backward_alt, batchnorm_forward
 
 
@@ -29,6 +30,9 @@ def spatial_batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray
     """
     if np.ndim(x) != 4:
         raise ValueError(f"spatial batchnorm expects x of shape (N, C, H, W), got {np.shape(x)}")
+    if bn_param.get("mode") == "train":
+        N, _, H, W = x.shape
+        check_nonempty("spatial batchnorm (train mode)", f"x {x.shape}", N * H * W)
     out_rows, cache = batchnorm_forward(_to_rows(x), gamma, beta, bn_param)
     return _from_rows(out_rows, x.shape), cache
 
@@ -58,7 +62,7 @@ def spatial_groupnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray
     if np.shape(gamma) != (1, C, 1, 1) or np.shape(beta) != (1, C, 1, 1):
         raise ValueError(f"spatial groupnorm: gamma {np.shape(gamma)} and beta {np.shape(beta)} "
                          f"must have shape (1, C, 1, 1) = (1, {C}, 1, 1) for x {x.shape}")
-    groups = x.reshape(N, G, -1)
+    groups = x.reshape(N, G, C // G * H * W)
     mean = groups.mean(axis=2, keepdims=True)
     centered = groups - mean
     var = (centered**2).mean(axis=2, keepdims=True)

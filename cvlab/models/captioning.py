@@ -16,6 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from cvlab.layers._validate import check_indices, check_nonempty, shape_of
 from cvlab.layers.rnn import (
     lstm_forward,
     lstm_step_forward,
@@ -84,6 +85,12 @@ class CaptioningRNN:
             for name, value in params.items()
         }
 
+    def _check_features(self, what: str, features: np.ndarray | torch.Tensor) -> None:
+        shape = shape_of(features)
+        if len(shape) != 2 or shape[1] != self.input_dim:
+            raise ValueError(f"{what} expects image features of shape (N, D) = (N, "
+                             f"{self.input_dim}), got features {shape}")
+
     def _tensor(self, values: np.ndarray | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return torch.as_tensor(values).to(device=self.device, dtype=dtype)
 
@@ -91,9 +98,22 @@ class CaptioningRNN:
              ) -> torch.Tensor:
         """Training loss of a minibatch (a scalar tensor; call .backward() for gradients).
 
-        features (N, D), captions (N, T) word ids: <START> words <END> <NULL>... The model
-        reads captions[:, :-1] and predicts captions[:, 1:]; <NULL> targets are masked out.
+        features (N, D), captions (N, T) integer word ids in [0, V), N >= 1, T >= 2:
+        <START> words <END> <NULL>... The model reads captions[:, :-1] and predicts
+        captions[:, 1:]; <NULL> targets are masked out. Bad shapes or ids raise ValueError
+        before anything is computed.
         """
+        self._check_features("CaptioningRNN.loss", features)
+        features_shape, captions_shape = shape_of(features), shape_of(captions)
+        if len(captions_shape) != 2 or captions_shape[0] != features_shape[0] \
+                or captions_shape[1] < 2:
+            raise ValueError(f"CaptioningRNN.loss expects captions (N, T) with T >= 2 for "
+                             f"features (N, D); got features {features_shape} and captions "
+                             f"{captions_shape}")
+        check_nonempty("CaptioningRNN.loss", f"features {features_shape}, captions "
+                       f"{captions_shape}", captions_shape[0])
+        check_indices("CaptioningRNN.loss", "word ids in captions", captions,
+                      len(self.word_to_idx), f"a vocabulary of V = {len(self.word_to_idx)} words")
         features = self._tensor(features, self.dtype)
         captions = self._tensor(captions, torch.long)
         captions_in, captions_out = captions[:, :-1], captions[:, 1:]
@@ -117,6 +137,7 @@ class CaptioningRNN:
         """
         if self._start is None:
             raise ValueError("sampling needs a <START> token in word_to_idx")
+        self._check_features("CaptioningRNN.sample", features)
         features = self._tensor(features, self.dtype)
         p = self.params
         N = features.shape[0]

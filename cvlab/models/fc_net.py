@@ -25,6 +25,7 @@ from cvlab.layers import (
     relu_forward,
     softmax_loss,
 )
+from cvlab.layers._validate import check_class_labels, check_nonempty
 
 NORMALIZATIONS = (None, "none", "batchnorm", "layernorm")
 
@@ -131,8 +132,15 @@ class FullyConnectedNet:
     def loss(self, X: np.ndarray, y: np.ndarray | None = None) -> Any:
         """Scores (N, C) when y is None (test mode); else (loss, grads) in train mode.
 
-        X: (N, d1, ..., dk); y: (N,) integer labels in [0, C). grads has the keys of params.
+        X: (N, d1, ..., dk), N >= 1; y: (N,) integer labels in [0, C). grads has the keys of
+        params. The batch is checked before the forward pass, so a bad one changes nothing
+        (no running statistics updated).
         """
+        if y is None:
+            check_nonempty("FullyConnectedNet.loss", f"X {np.shape(X)}", np.shape(X)[0])
+        else:
+            check_class_labels("FullyConnectedNet.loss", X, y,
+                               self.params[f"W{self.num_layers}"].shape[1])
         X = X.astype(self.dtype, copy=False)
         mode = "test" if y is None else "train"
         if self.use_dropout:
