@@ -32,6 +32,20 @@ def test_hand_computed_values():
     assert corpus_bleu([["a b c d"]], ["w x y z"], 4) == 0.0
 
 
+def test_bleu4_is_exactly_zero_when_no_4gram_matches():
+    # every unigram matches, 3 of 6 bigrams, 1 of 5 trigrams, none of the 4 4-grams
+    refs, hyps = [["a red circle left of a blue square"]], ["a red square left of a circle"]
+    assert corpus_bleu(refs, hyps, 3) > 0.3
+    assert corpus_bleu(refs, hyps, 4) == 0.0
+    # one image with a 4-gram match is enough at corpus level
+    refs.append(["there is a small green triangle"])
+    hyps.append("there is a small blue triangle")  # 5/6, 3/5, 2/4, 1/3
+    # p1 = (7 + 5) / (7 + 6), p2 = (3 + 3) / (6 + 5), p3 = (1 + 2) / (5 + 4), p4 = (0 + 1) /
+    # (4 + 3); hypotheses of 7 + 6 words against references of 8 + 6: brevity exp(1 - 14 / 13)
+    expected = math.exp(1 - 14 / 13) * (12 / 13 * 6 / 11 * 3 / 9 * 1 / 7) ** 0.25
+    assert corpus_bleu(refs, hyps, 4) == pytest.approx(expected, rel=1e-12)
+
+
 def test_course_unigram_drops_special_tokens():
     assert tokens("<START> a <UNK> cat <END> <NULL>") == ["a", "cat"]
     score = course_unigram_bleu("<START> a dog on a mat <END>", "<START> a cat on a mat <END>")

@@ -25,8 +25,11 @@ def corpus_bleu(references: Sequence[Sequence[str]], hypotheses: Sequence[str],
     """Corpus BLEU with uniform weights up to `max_order` (1 = BLEU-1, 4 = BLEU-4).
 
     references[i] are all reference captions of image i (strings), hypotheses[i] its
-    generated caption. No smoothing (the standard corpus score); 0.0 when nothing matches.
+    generated caption. No smoothing (the standard corpus score): exactly 0.0 when some order
+    up to `max_order` has no matching n-gram in the whole corpus (nltk alone would return
+    about 1e-78 there, the geometric mean taken with a float's smallest positive value).
     """
+    from nltk.translate.bleu_score import SmoothingFunction
     from nltk.translate.bleu_score import corpus_bleu as nltk_corpus_bleu
 
     if len(references) != len(hypotheses):
@@ -36,9 +39,17 @@ def corpus_bleu(references: Sequence[Sequence[str]], hypotheses: Sequence[str],
     refs = [[tokens(r) for r in group] for group in references]
     hyps = [tokens(h) for h in hypotheses]
     weights = tuple([1.0 / max_order] * max_order)
+    unmatched_orders: list[int] = []
+
+    def no_smoothing(p_n: list, *args: object, **kwargs: object) -> list:
+        """nltk's method0 (no smoothing), noting the orders with no match at all."""
+        unmatched_orders.extend(i + 1 for i, p in enumerate(p_n) if p.numerator == 0)
+        return SmoothingFunction().method0(p_n, *args, **kwargs)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # nltk warns when some order has no match
-        return float(nltk_corpus_bleu(refs, hyps, weights=weights))
+        score = nltk_corpus_bleu(refs, hyps, weights=weights, smoothing_function=no_smoothing)
+    return 0.0 if unmatched_orders else float(score)
 
 
 def course_unigram_bleu(reference: str, hypothesis: str) -> float:
