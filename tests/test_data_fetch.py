@@ -160,3 +160,20 @@ def test_cli_fetch_offline_with_the_users_archive(cvlab, tmp_path):
     assert len(error_lines) == 1 and "left untouched" in error_lines[0]
     assert (root / cifar10.ARCHIVE_NAME).read_bytes() == mine
     assert sorted(p.name for p in root.iterdir()) == [cifar10.ARCHIVE_NAME]
+
+
+def test_fetch_repairs_a_batch_folder_with_a_missing_file(tmp_path, server, monkeypatch):
+    tiny, _ = serve_official(server, monkeypatch)
+    root = tmp_path / "root"
+    own = write_batches(root / cifar10.BATCH_FOLDER, Tiny(seed=5))
+    (own / "data_batch_5").unlink()
+    with pytest.raises(UserError, match="data_batch_5 is missing.*cvlab data fetch"):
+        cifar10.load_arrays(root, announce=lambda line: None)
+    kept = listing(own)
+    lines: list[str] = []
+    cifar10.fetch(root, announce=lines.append)
+    assert "lacks data_batch_5" in lines[0]
+    assert listing(root / f"{cifar10.BATCH_FOLDER}.old") == kept
+    assert any("is incomplete (no data_batch_5)" in line for line in lines)
+    data = cifar10.load_arrays(root, announce=lambda line: None)
+    assert np.array_equal(data.X_train, tiny.X_train)

@@ -28,7 +28,7 @@ from cvlab.paths import dataset_root
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 MD5 = "c58f30108f718f92721af3b95e74349a"
 ARCHIVE_NAME = "cifar-10-python.tar.gz"
-BATCH_FOLDER = "cifar-10-batches-py"
+BATCH_FOLDER = formats.BATCH_FOLDER
 URL_ENV = "CVLAB_CIFAR10_URL"  # another mirror of the official archive (same checksum)
 DOWNLOAD_TIMEOUT_S = 60
 
@@ -66,6 +66,12 @@ def not_found(root: Path) -> UserError:
 
 def _has_batches(folder: Path) -> bool:
     return (folder / formats.TRAIN_BATCHES[0]).is_file()
+
+
+def missing_batches(folder: Path) -> list[str]:
+    """The batch files (data_batch_1..5, test_batch) that `folder` lacks."""
+    return [name for name in (*formats.TRAIN_BATCHES, formats.TEST_BATCH)
+            if not (folder / name).is_file()]
 
 
 def find_sources(root: Path) -> list[Source]:
@@ -191,16 +197,22 @@ def fetch(root: str | os.PathLike | None = None, announce: Announce = print) -> 
     Nothing that fetch did not create is overwritten or deleted (see cvlab.data.fetching):
     the archive is downloaded and extracted in a staging folder of the root, checked, and
     only then moved into place. A `cifar-10-python.tar.gz` already there that is not the
-    official file, and an incomplete `cifar-10-batches-py/`, are set aside as `<name>.old`,
-    said in one line each. Does nothing when a copy is already there. Raises UserError when
+    official file, and an incomplete `cifar-10-batches-py/` (a batch file missing), are set
+    aside as `<name>.old`, said in one line each. Does nothing when a complete copy is
+    already there. Raises UserError when
     offline or the download fails its checksum; the root is then as it was.
     """
     folder = resolve_root(root)
     existing = find_source(folder)
-    if existing is not None and not (existing.kind == "archive"
-                                     and existing.path.name == ARCHIVE_NAME):
-        announce(f"dataset: CIFAR-10 already present: {existing.describe()}; nothing to fetch")
-        return existing.path
+    if existing is not None:
+        missing = missing_batches(existing.path) if existing.kind == "batches" else []
+        if missing:
+            announce(f"dataset: {existing.path} lacks {', '.join(missing)}; fetching the "
+                     "official archive")
+        elif not (existing.kind == "archive" and existing.path.name == ARCHIVE_NAME):
+            announce(f"dataset: CIFAR-10 already present: {existing.describe()}; nothing to "
+                     "fetch")
+            return existing.path
     with staging_folder(folder, "CIFAR-10") as staging:
         return _fetch_into(folder, staging, announce)
 
@@ -230,8 +242,9 @@ def _fetch_into(folder: Path, staging: Path, announce: Announce) -> Path:
         move_into_place(official, archive, announce,
                         f"is not the official archive (md5 {present_md5}, expected {MD5})")
     batches = folder / BATCH_FOLDER
+    missing = missing_batches(batches)
     move_into_place(extracted, batches, announce,
-                    f"is incomplete (no {formats.TRAIN_BATCHES[0]})")
+                    f"is incomplete (no {', '.join(missing) or 'usable batches'})")
     announce(f"dataset: CIFAR-10 extracted into {batches}")
     return batches
 

@@ -30,6 +30,7 @@ import numpy as np
 from cvlab.data.constants import CIFAR10_CLASS_NAMES
 from cvlab.errors import UserError
 
+BATCH_FOLDER = "cifar-10-batches-py"  # the official archive's folder of batches
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_BATCH = "test_batch"
 META_BATCH = "batches.meta"
@@ -54,8 +55,9 @@ class Decoded:
 
 def corrupt(path: str | Path, err: BaseException | str, what: str = "CIFAR-10 file") -> UserError:
     detail = err if isinstance(err, str) else f"{type(err).__name__}: {err}".rstrip(": ")
-    return UserError(f"{what} {path} is truncated or corrupt ({detail}); delete it and "
-                     "fetch it again (`cvlab data fetch dataset=cifar10`) or fix the copy")
+    return UserError(f"{what} {path} is truncated or corrupt ({detail}); replace it with a "
+                     "good copy, or move it away and run `cvlab data fetch dataset=cifar10` "
+                     "(which sets aside what is incomplete and keeps it)")
 
 
 # ---------------------------------------------------------------------------- pickled batches
@@ -201,7 +203,7 @@ def tree_top(root: Path) -> Path | None:
     if not root.is_dir():
         return None
     subfolders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-                  and p.name != "cifar-10-batches-py"]
+                  and p.name != BATCH_FOLDER]
     if len(subfolders) == 1 and (subfolders[0] / "train").is_dir() \
             and (subfolders[0] / "test").is_dir():
         return subfolders[0]
