@@ -199,8 +199,8 @@ def fetch(root: str | os.PathLike | None = None, announce: Announce = print) -> 
     only then moved into place. A `cifar-10-python.tar.gz` already there that is not the
     official file, and an incomplete `cifar-10-batches-py/` (a batch file missing), are set
     aside as `<name>.old`, said in one line each. Does nothing when a complete copy is
-    already there. Raises UserError when
-    offline or the download fails its checksum; the root is then as it was.
+    already there. Raises UserError when offline or the download fails its checksum; the
+    root is then as it was.
     """
     folder = resolve_root(root)
     existing = find_source(folder)
