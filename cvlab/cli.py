@@ -11,14 +11,13 @@ import contextlib
 import importlib
 import logging
 import re
-import shutil
 import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cvlab.errors import NotAvailableYet, UserError
+from cvlab.errors import UserError
 
 log = logging.getLogger("cvlab")
 
@@ -64,6 +63,8 @@ def fail(message: str, code: int = 2) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A log file on a full disk must not print tracebacks: the failure is reported once.
+    logging.raiseExceptions = False
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
@@ -79,15 +80,28 @@ def main(argv: list[str] | None = None) -> int:
             allowed = ", ".join(command.actions) if command.actions else "none"
             return fail(f"cvlab {name}: unknown action {word!r}; valid actions: {allowed}")
         rest.insert(0, f"action={word}")
+    run_dir: Path | None = None
     if not INFO_FLAGS.intersection(rest):
-        positions = override_positions(rest)
         try:
-            forced = precheck(name, [rest[i] for i in positions])
+            rest = with_resumed_overrides(rest)
+            positions = override_positions(rest)
+            forced, cfg = precheck(name, [rest[i] for i in positions])
+            for i, override in zip(positions, forced):
+                rest[i] = override
+            check_resume(name, cfg)
+            run_dir, extra = create_output_folder(name, cfg, rest)
+            rest += extra
         except UserError as err:
             return fail(f"cvlab {name}: {err}")
-        for i, override in zip(positions, forced):
-            rest[i] = override
-    return run_hydra(name, rest)
+        except OSError as err:
+            return fail(f"cvlab {name}: cannot create the run folder: {err}", 1)
+    from cvlab.train.core import Interrupted, signals_as_interrupts
+
+    with signals_as_interrupts():
+        try:
+            return run_hydra(name, rest)
+        except Interrupted as err:
+            return finish_interrupted(name, run_dir, err)
 
 
 def override_positions(args: list[str]) -> list[int]:
@@ -162,12 +176,12 @@ def one_line(err: BaseException) -> str:
     return "; ".join(parts)
 
 
-def precheck(name: str, overrides: list[str]) -> list[str]:
+def precheck(name: str, overrides: list[str]) -> tuple[list[str], Any]:
     """Compose and validate the config before Hydra runs anything (first value of sweeps).
 
-    Returns the overrides to hand to Hydra: a schema field that the YAML files leave at its
-    default (Hydra refuses keys absent from the composed YAML) is set with `++key=value`.
-    A typo is reported with the valid keys.
+    Returns the overrides to hand to Hydra (a schema field that the YAML files leave at its
+    default, which Hydra refuses, is set with `++key=value`) and the composed config (with its
+    `hydra` node). A typo is reported with the valid keys.
     """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -185,7 +199,8 @@ def precheck(name: str, overrides: list[str]) -> list[str]:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             for _ in range(len(overrides) + 1):
                 try:
-                    cfg = compose(config_name=name, overrides=first_of_sweeps(overrides))
+                    cfg = compose(config_name=name, overrides=first_of_sweeps(overrides),
+                                  return_hydra_config=True)
                     break
                 except (HydraException, OmegaConfBaseException, ValueError) as err:
                     match = re.search(r"Could not override '([^']+)'", str(err))
@@ -209,11 +224,133 @@ def precheck(name: str, overrides: list[str]) -> list[str]:
     finally:
         GlobalHydra.instance().clear()
     plain = OmegaConf.to_container(cfg, resolve=False)
+    plain.pop("hydra", None)
     try:
         validate(name, plain)
     except OmegaConfBaseException as err:
         raise UserError(f"invalid config: {one_line(err)}") from None
-    return overrides
+    return overrides, cfg
+
+
+def override_key(override: str) -> str:
+    """The key an override sets (`model` for model=cnn, `a.b` for ++a.b=1)."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def with_resumed_overrides(args: list[str]) -> list[str]:
+    """With `resume=<run folder>|latest`: the overrides that run was started with, then the
+    new ones (which win), and the folder's path; the run's own config is so the base of the
+    new one. A job of a sweep resumes as a single run."""
+    positions = override_positions(args)
+    resume = [i for i in positions if override_key(args[i]) == "resume"]
+    if not resume:
+        return args
+    value = args[resume[-1]].split("=", 1)[1].strip().strip("'\"")
+    if value in ("", "null", "None"):
+        return args
+    if "-m" in args or "--multirun" in args:
+        raise UserError("resume= continues one run; drop -m (a sweep's job folder resumes as "
+                        "a single run)")
+    folder = resolve_resume(value, [args[i] for i in positions])
+    stored = stored_overrides(folder)
+    mine = [args[i] for i in positions if i not in resume]
+    keys = {override_key(o) for o in mine} | {"resume", "hydra.mode", "hydra.run.dir",
+                                             "hydra.sweep.dir", "outputs_root"}
+    kept = [o for o in stored if override_key(o) not in keys]
+    flags = [a for i, a in enumerate(args) if i not in positions]
+    return [*flags, *kept, *mine, f"resume={hydra_quote(str(folder))}", "hydra.mode=RUN"]
+
+
+def check_resume(name: str, cfg: Any) -> None:
+    """Refuse, before any work, the overrides a resumed run cannot apply."""
+    from omegaconf import OmegaConf
+
+    from cvlab.config.commands import validate
+
+    if name != "train" or not cfg.get("resume"):
+        return
+    from cvlab.train.run import check_resume_config
+
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    plain.pop("hydra", None)
+    resolved = OmegaConf.to_container(OmegaConf.create(plain), resolve=True)
+    check_resume_config(validate(name, resolved), Path(str(cfg.resume)))
+
+
+def resolve_resume(value: str, overrides: list[str]) -> Path:
+    """The run folder `resume=` names (`latest`: the newest run with a checkpoint)."""
+    from cvlab.runs import latest_run_with
+    from cvlab.train.core import CHECKPOINT_NAME
+
+    if value == "latest":
+        roots = [o.split("=", 1)[1] for o in overrides if override_key(o) == "outputs_root"]
+        root = Path(roots[-1] if roots else "outputs")
+        found = latest_run_with(root, CHECKPOINT_NAME)
+        if found is None:
+            raise UserError(f"resume=latest found no run with a {CHECKPOINT_NAME} under "
+                            f"{root / 'train'}; pass resume=<run folder>")
+        print(f"resume=latest: {found}", flush=True)
+        return found.resolve()
+    folder = Path(value).expanduser()
+    if not (folder / CHECKPOINT_NAME).is_file():
+        raise UserError(f"resume={value}: no {CHECKPOINT_NAME} there; pass the folder of a run "
+                        "that reached an epoch end with checkpoint=true, or resume=latest")
+    return folder.resolve()
+
+
+def stored_overrides(folder: Path) -> list[str]:
+    """The overrides a run folder was started with (its .hydra/overrides.yaml), safely read."""
+    import yaml
+
+    path = folder / ".hydra" / "overrides.yaml"
+    try:
+        stored = yaml.safe_load(path.read_text()) if path.is_file() else []
+    except (OSError, yaml.YAMLError) as err:
+        raise UserError(f"resume={folder}: cannot read {path} ({err})") from None
+    if not isinstance(stored, list) or not all(isinstance(o, str) for o in stored):
+        raise UserError(f"resume={folder}: {path} is not a list of overrides")
+    return stored
+
+
+def hydra_quote(value: str) -> str:
+    """`value` as a quoted Hydra override value."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def create_output_folder(name: str, cfg: Any, args: list[str]) -> tuple[Path, list[str]]:
+    """Create the run (or sweep) folder exclusively before Hydra starts; the override that
+    points Hydra at it. A folder given as hydra.run.dir / hydra.sweep.dir must be new or empty
+    (a run never reuses a folder)."""
+    from cvlab.runs import create_run_dir, default_run_parent
+
+    multirun = "-m" in args or "--multirun" in args or str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = [a for a in args if override_key(a) == key]
+    if given:
+        folder = Path(given[-1].split("=", 1)[1].strip("'\""))
+        if folder.is_dir() and any(folder.iterdir()):
+            raise UserError(f"{key}={folder} already holds files; a run never reuses a folder: "
+                            "give a new one")
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder, []
+    parent = default_run_parent(Path(str(cfg.outputs_root)), name, multirun)
+    folder = create_run_dir(parent)
+    return folder, [f"{key}={hydra_quote(str(folder))}"]
+
+
+def finish_interrupted(name: str, run_dir: Path | None, err: BaseException) -> int:
+    """SIGINT / SIGTERM reached this process during a run or sweep: record, one line."""
+    from cvlab.runs import close_interrupted_jobs, job_dirs, summarize_sweep
+
+    code = getattr(err, "exit_code", 130)
+    if run_dir is not None and run_dir.is_dir() and job_dirs(run_dir):
+        close_interrupted_jobs(run_dir)
+        rows = summarize_sweep(run_dir)
+        counts = ", ".join(f"{sum(r['status'] == s for r in rows)} {s}" for s in
+                           sorted({r["status"] for r in rows}))
+        return fail(f"cvlab {name}: interrupted ({err}); jobs: {counts}; sweep summary in "
+                    f"{run_dir}", code)
+    return fail(f"cvlab {name}: interrupted ({err}); results so far are in {run_dir}", code)
 
 
 def run_hydra(name: str, args: list[str]) -> int:
@@ -255,40 +392,53 @@ def execute(name: str, cfg: Any, run_dir: Path, overrides: list[str], multirun: 
 
     from cvlab.config.commands import validate
     from cvlab.runs import atomic_write_text, read_summary, write_summary
+    from cvlab.train.core import Interrupted, signals_as_interrupts
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     try:
-        typed = validate(name, OmegaConf.to_container(cfg, resolve=True))
-        module = importlib.import_module(f"cvlab.commands.{name}")
-        code = module.main(typed, run_dir)
-    except NotAvailableYet as err:
-        _discard_empty_run(run_dir)
-        return fail(f"cvlab {name}: {err}")
+        with signals_as_interrupts():
+            atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+            typed = validate(name, OmegaConf.to_container(cfg, resolve=True))
+            module = importlib.import_module(f"cvlab.commands.{name}")
+            code = module.main(typed, run_dir, overrides) if name == "train" \
+                else module.main(typed, run_dir)
+    except Interrupted as err:
+        _close(run_dir, status="interrupted", error=f"interrupted by {err}", overrides=overrides)
+        if multirun:
+            raise  # the sweep stops; cli.main records it
+        return fail(f"cvlab {name}: interrupted ({err}); results so far are in {run_dir}",
+                    err.exit_code)
     except UserError as err:
-        write_summary(run_dir, status="failed", error=str(err), overrides=overrides)
+        _close(run_dir, status="failed", error=str(err), overrides=overrides)
         return fail(f"cvlab {name}: {err}")
-    except KeyboardInterrupt:
-        write_summary(run_dir, status="interrupted", overrides=overrides)
-        return fail(f"cvlab {name}: interrupted; results so far are in {run_dir}", 130)
+    except OSError as err:  # a full disk, a folder that cannot be written
+        _close(run_dir, status="failed", error=str(err), overrides=overrides)
+        return fail(f"cvlab {name}: {err} (run folder {run_dir})", 1)
     except Exception as err:  # a bug, not a user mistake: keep the traceback in the run's log
-        log.debug("".join(traceback.format_exception(err)))
-        with (run_dir / "error.log").open("a") as f:
-            f.write("".join(traceback.format_exception(err)))
-        write_summary(run_dir, status="failed", error=f"{type(err).__name__}: {err}",
-                      overrides=overrides)
+        trace = "".join(traceback.format_exception(err))
+        log.debug(trace)
+        with contextlib.suppress(OSError), (run_dir / "error.log").open("a") as f:
+            f.write(trace)
+        _close(run_dir, status="failed", error=f"{type(err).__name__}: {err}",
+               overrides=overrides)
         return fail(f"cvlab {name}: {type(err).__name__}: {err} "
                     f"(traceback in {run_dir / 'error.log'})", 1)
-    if (run_dir / "summary.json").exists() and "overrides" not in read_summary(run_dir):
+    summary = read_summary(run_dir)
+    if summary is not None and not summary.overrides:
         write_summary(run_dir, overrides=overrides)
     return int(code or 0)
 
 
-def _discard_empty_run(run_dir: Path) -> None:
-    """Remove a run folder that holds nothing but Hydra's records (no results to keep)."""
-    keep = {".hydra", "config.yaml"} | {p.name for p in run_dir.glob("*.log")}
-    if all(p.name in keep for p in run_dir.iterdir()):
-        shutil.rmtree(run_dir, ignore_errors=True)
+def _close(run_dir: Path, **fields: Any) -> None:
+    """Record how a run ended in its summary.json, keeping a final status already written
+    (an interrupted training run records itself); never raises."""
+    from cvlab.runs import read_summary, write_summary
+
+    summary = read_summary(run_dir)
+    if summary is not None and summary.status not in ("running",) and "status" in fields:
+        fields.pop("status")
+        fields.pop("error", None)
+    with contextlib.suppress(OSError, ValueError):
+        write_summary(run_dir, **fields)
 
 
 class SweepSummaryCallback:
@@ -313,8 +463,8 @@ class SweepSummaryCallback:
     def on_compose_config(self, config: Any, config_name: Any, overrides: Any) -> None: ...
 
 
-SWEEP_TABLE_METRICS = ("best_val_acc", "best_train_acc", "final_loss_mean_last100", "test_acc",
-                       "val_bleu4", "wall_time_s")
+SWEEP_TABLE_METRICS = ("best_val_acc", "best_train_acc", "val_bleu4", "train_bleu4",
+                       "final_loss_mean", "test_acc", "wall_time_s")
 
 
 def _print_sweep_table(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:

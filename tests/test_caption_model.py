@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cvlab.models.captioning import PARAM_NAMES, CaptioningRNN
+from cvlab.models.nets.captioning import PARAM_NAMES, CaptioningRNN
 from cvlab.train.caption_solver import CaptioningSolver, SolverSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

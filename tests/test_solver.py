@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from cvlab.models import FullyConnectedNet
-from cvlab.runs import MetricsLogger, read_metrics
-from cvlab.train.solver import METRIC_COLUMNS, Solver
+from cvlab.runs import read_metrics
+from cvlab.train.core import Records
+from cvlab.train.solver import Solver
 
 
 def _data(num_train=50, num_val=20, seed=0, D=(3, 4, 4)):
@@ -84,19 +85,17 @@ def test_minibatches_match_the_course_global_rng_sampling():
 
 
 def test_lr_decay_per_epoch(tmp_path):
-    logger = MetricsLogger(tmp_path, METRIC_COLUMNS)
     solver = Solver(_model(), _data(), update_rule="sgd_momentum",
                     optim_config={"learning_rate": 0.1}, lr_decay=0.5, batch_size=10,
-                    num_epochs=3, verbose=False, rng=np.random.RandomState(0), logger=logger)
-    solver.train()
-    logger.close()
+                    num_epochs=3, verbose=False, rng=np.random.RandomState(0))
+    solver.train(Records(tmp_path, checkpoint=False))
     for config in solver.optim_configs.values():
         assert config["learning_rate"] == pytest.approx(0.1 * 0.5**3)
     metrics = read_metrics(tmp_path)
     assert len(metrics) == 15
-    # The row of an epoch's last update shows the learning rate after that epoch's decay.
+    # Each row shows the learning rate its update used: decayed after each epoch of 5.
     assert list(metrics["lr"][[0, 3, 4, 5, 9, 10, 14]]) == pytest.approx(
-        [0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.0125])
+        [0.1, 0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
     assert list(metrics["epoch"][[0, 4, 5, 14]]) == [0, 1, 1, 3]
     assert metrics["val_acc"].notna().sum() == 4
 
@@ -131,15 +130,13 @@ def test_unknown_arguments_and_rules():
 
 
 def test_huge_weight_scale_diverges_quietly(tmp_path, capsys):
-    logger = MetricsLogger(tmp_path, METRIC_COLUMNS)
     model = FullyConnectedNet([50] * 7, input_dim=48, weight_scale=1e6,
                               rng=np.random.RandomState(0))
     solver = Solver(model, _data(), update_rule="adam", batch_size=10, num_epochs=5,
-                    rng=np.random.RandomState(0), logger=logger, printer=lambda s: None)
+                    rng=np.random.RandomState(0), printer=lambda s: None)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # any RuntimeWarning fails the test
-        solver.train()
-    logger.close()
+        solver.train(Records(tmp_path, checkpoint=False))
     assert solver.diverged
     assert not np.isfinite(solver.loss_history[-1])
     assert len(solver.loss_history) < 25  # stopped early

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cvlab.models.challenge import ChallengeNet, predict_with_tta
-from cvlab.models.torch_nets import (
+from cvlab.models.nets.challenge import ChallengeNet, predict_with_tta
+from cvlab.models.nets.torch_nets import (
     API_LEVELS,
     build_three_layer_convnet,
     build_two_layer_fc,

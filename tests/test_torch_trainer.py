@@ -11,7 +11,7 @@ import torch
 
 from cvlab.config.train import OptimizerConfig, validate_train
 from cvlab.errors import UserError
-from cvlab.models.torch_nets import build_three_layer_convnet
+from cvlab.models.nets.torch_nets import build_three_layer_convnet
 from cvlab.train import run_torch, torch_trainer
 from cvlab.train.run_torch import run
 from cvlab.train.torch_schedules import lr_factor

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from cvlab.bench import median_times
-from cvlab.models.challenge import ChallengeNet
+from cvlab.models.nets.challenge import ChallengeNet
 
 
 def challenge_step(

@@ -146,7 +146,7 @@ def check_temporal_softmax(rng: np.random.RandomState) -> list[CheckRow]:
 
 
 def _check_captioning(rng: np.random.RandomState, cell_type: str) -> list[CheckRow]:
-    from cvlab.models.captioning import PARAM_NAMES, CaptioningRNN
+    from cvlab.models.nets.captioning import PARAM_NAMES, CaptioningRNN
 
     batch_size, timesteps, input_dim, wordvec_dim, hidden_dim = 2, 3, 4, 5, 6
     word_to_idx = {"<NULL>": 0, "cat": 2, "dog": 3}

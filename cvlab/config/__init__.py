@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
@@ -19,6 +19,8 @@ from omegaconf.errors import OmegaConfBaseException
 from cvlab.errors import UserError
 
 T = TypeVar("T")
+
+DTYPES = ("float32", "float64")
 
 
 class ConfigError(UserError):
@@ -125,32 +127,3 @@ def _field_type(schema: type, dotted: str) -> str:
         cls = hints[part]
     text = getattr(cls, "__name__", None) if not typing.get_args(cls) else None
     return text or str(cls).replace("typing.", "")
-
-
-class Registry:
-    """Named schemas of one config section (for example models by `type`)."""
-
-    def __init__(self, section: str, selector: str) -> None:
-        self.section, self.selector = section, selector
-        self._schemas: dict[str, type] = {}
-
-    def register(self, name: str) -> Callable[[type[T]], type[T]]:
-        def add(cls: type[T]) -> type[T]:
-            self._schemas[name] = cls
-            return cls
-
-        return add
-
-    def schema(self, name: str) -> type:
-        return self._schemas[name]
-
-    def names(self) -> list[str]:
-        return sorted(self._schemas)
-
-    def build(self, node: Any) -> Any:
-        if isinstance(node, DictConfig):
-            node = OmegaConf.to_container(node, resolve=True)
-        node = dict(node or {})
-        name = node.get(self.selector)
-        check_choice(f"{self.section}.{self.selector}", name, self.names())
-        return build(self._schemas[name], node, self.section)

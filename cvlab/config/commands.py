@@ -77,25 +77,25 @@ def _keys(schema: type, prefix: str = "") -> set[str]:
 
 def schema_keys(command: str) -> set[str]:
     """Every dotted key the command's schema accepts (model keys: of any model type)."""
-    from cvlab.config.train import MODELS, TrainConfig, _register_model_schemas
+    from cvlab.config.train import TrainConfig
+    from cvlab.models.registry import schemas
 
     if command != "train":
         return _keys({"gradcheck": GradcheckConfig, "plot": PlotConfig, "data": DataConfig,
                       "bench": BenchConfig}[command])
-    _register_model_schemas()
     keys = _keys(TrainConfig)
-    for model in MODELS.names():
-        keys |= _keys(MODELS.schema(model), "model.")
+    for schema in schemas().values():
+        keys |= _keys(schema, "model.")
     return keys
 
 
 def model_keys(model_type: str) -> set[str]:
     """The dotted `model.*` keys of one model type (all model types when it is unknown)."""
-    from cvlab.config.train import MODELS, _register_model_schemas
+    from cvlab.models.registry import schemas
 
-    _register_model_schemas()
-    types = [model_type] if model_type in MODELS.names() else MODELS.names()
-    return set().union(*(_keys(MODELS.schema(t), "model.") for t in types))
+    known = schemas()
+    types = [model_type] if model_type in known else list(known)
+    return set().union(*(_keys(known[t], "model.") for t in types))
 
 
 def validate(command: str, cfg: Any) -> Any:

@@ -1,7 +1,7 @@
 """Schema of `cvlab train`: trainer fields at the top, sections model/dataset/optimizer/device.
 
-The `model` section is chosen by its `type` from MODELS; model schemas live beside this file
-(numpy_models.py, torch_models.py, caption_models.py) and register themselves.
+The `model` section is typed by the schema of its `type`, which each model module registers
+with its spec (cvlab.models.registry).
 """
 
 from __future__ import annotations
@@ -10,11 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from cvlab.config import Registry, build, check, check_choice, check_positive
+from cvlab.config import build, check, check_choice, check_positive
 
-MODELS = Registry("model", "type")
-
-DTYPES = ("float32", "float64")
 DATASETS = ("auto", "cifar10", "synthetic", "coco", "shapes_captions")
 OPTIMIZERS = ("sgd", "sgd_momentum", "rmsprop", "adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -119,7 +116,8 @@ class DeviceConfig:
 
 @dataclass
 class TrainConfig:
-    """Everything one `cvlab train` run needs (validated, plain Python values)."""
+    """Everything one `cvlab train` run needs (validated, plain Python values); `model` is the
+    schema instance of the chosen model type (cvlab.models.registry)."""
 
     model: Any = None
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -147,25 +145,17 @@ class TrainConfig:
         check_positive("num_val_samples", self.num_val_samples, allow_none=True)
 
 
-def _register_model_schemas() -> None:
-    import importlib
-
-    for module in ("numpy_models", "torch_models", "caption_models"):
-        try:
-            importlib.import_module(f"cvlab.config.{module}")
-        except ModuleNotFoundError as err:
-            if err.name != f"cvlab.config.{module}":
-                raise
-
-
 def validate_train(cfg: Any) -> TrainConfig:
     """Check a composed train config; return a TrainConfig with a typed `model`."""
     from omegaconf import DictConfig, OmegaConf
 
+    from cvlab.models.registry import model_types, spec_for
+
     if isinstance(cfg, DictConfig):
         cfg = OmegaConf.to_container(cfg, resolve=True)
     cfg = dict(cfg)
-    _register_model_schemas()
-    model = MODELS.build(cfg.pop("model", None))
+    model = dict(cfg.pop("model", None) or {})
+    check_choice("model.type", model.get("type"), model_types())
+    typed_model = build(spec_for(model["type"]).schema, model, "model")
     train = build(TrainConfig, cfg)
-    return dataclasses.replace(train, model=model)
+    return dataclasses.replace(train, model=typed_model)

@@ -1,4 +1,6 @@
-"""Models: numpy (FullyConnectedNet, ThreeLayerConvNet) and PyTorch ones, imported on first use."""
+"""Models and their registry (cvlab.models.registry): the numpy FullyConnectedNet and
+ThreeLayerConvNet, the PyTorch nets (cvlab.models.nets) and the captioner, imported on first use
+so that `import cvlab.models` costs nothing and never imports torch."""
 
 from __future__ import annotations
 
@@ -7,12 +9,12 @@ from typing import Any
 
 _LAZY = {
     "FullyConnectedNet": "cvlab.models.fc_net",  # numpy
-    "ThreeLayerConvNet": "cvlab.models.cnn",  # numpy
-    "TwoLayerFC": "cvlab.models.torch_nets",  # torch (its ThreeLayerConvNet: torch_nets)
-    "build_two_layer_fc": "cvlab.models.torch_nets",
-    "build_three_layer_convnet": "cvlab.models.torch_nets",
-    "ChallengeNet": "cvlab.models.challenge",  # torch
-    "CaptioningRNN": "cvlab.models.captioning",  # torch
+    "ThreeLayerConvNet": "cvlab.models.cnn",  # numpy (the torch one: nets.torch_nets)
+    "TwoLayerFC": "cvlab.models.nets.torch_nets",
+    "build_two_layer_fc": "cvlab.models.nets.torch_nets",
+    "build_three_layer_convnet": "cvlab.models.nets.torch_nets",
+    "ChallengeNet": "cvlab.models.nets.challenge",
+    "CaptioningRNN": "cvlab.models.nets.captioning",
 }
 
 

@@ -7,10 +7,12 @@ Parameters: W1 (F, C, HH, WW), b1 (F,), W2 (F*H/2*W/2, hidden_dim), b2, W3 (hidd
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from cvlab.config import DTYPES, check, check_choice, check_positive
 from cvlab.layers import (
     affine_backward,
     affine_forward,
@@ -18,26 +20,12 @@ from cvlab.layers import (
     relu_forward,
     softmax_loss,
 )
+from cvlab.layers import conv_backward_fast as conv_backward
+from cvlab.layers import conv_forward_fast as conv_forward
+from cvlab.layers import max_pool_backward_fast as max_pool_backward
+from cvlab.layers import max_pool_forward_fast as max_pool_forward
 from cvlab.models.fc_net import draw_normal
-
-try:  # the compiled / vectorized layers; the naive ones until they are available
-    from cvlab.layers import (
-        conv_backward_fast as conv_backward,
-    )
-    from cvlab.layers import (
-        conv_forward_fast as conv_forward,
-    )
-    from cvlab.layers import (
-        max_pool_backward_fast as max_pool_backward,
-    )
-    from cvlab.layers import (
-        max_pool_forward_fast as max_pool_forward,
-    )
-except ImportError:  # pragma: no cover - only while the fast layers are missing
-    from cvlab.layers import conv_backward_naive as conv_backward
-    from cvlab.layers import conv_forward_naive as conv_forward
-    from cvlab.layers import max_pool_backward_naive as max_pool_backward
-    from cvlab.layers import max_pool_forward_naive as max_pool_forward
+from cvlab.models.registry import ModelSpec, register
 
 
 class ThreeLayerConvNet:
@@ -110,3 +98,39 @@ class ThreeLayerConvNet:
         for name in ("W1", "W2", "W3"):
             grads[name] += self.reg * self.params[name]
         return loss, grads
+
+
+@dataclass
+class ThreeLayerConvNetConfig:
+    """`model=cnn`: conv - relu - 2x2 max pool - affine - relu - affine - softmax."""
+
+    type: str = "three_layer_convnet"
+    num_filters: int = 32
+    filter_size: int = 7
+    hidden_dim: int = 100
+    weight_scale: float = 1e-3
+    reg: float = 0.0
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        check_positive("num_filters", self.num_filters)
+        check(self.filter_size > 0 and self.filter_size % 2 == 1, "filter_size",
+              self.filter_size, "an odd integer > 0")
+        check_positive("hidden_dim", self.hidden_dim)
+        check_positive("weight_scale", self.weight_scale)
+        check(self.reg >= 0, "reg", self.reg, "a number >= 0")
+        check_choice("dtype", self.dtype, DTYPES)
+
+
+def build(cfg: ThreeLayerConvNetConfig, input_shape: tuple[int, ...], num_classes: int,
+          rng: Any) -> ThreeLayerConvNet:
+    """The net of `cfg` for inputs of `input_shape` (C, H, W), weights drawn from `rng`."""
+    return ThreeLayerConvNet(
+        input_dim=tuple(input_shape), num_filters=cfg.num_filters,
+        filter_size=cfg.filter_size, hidden_dim=cfg.hidden_dim, num_classes=num_classes,
+        weight_scale=cfg.weight_scale, reg=cfg.reg, dtype=np.dtype(cfg.dtype).type, rng=rng,
+    )
+
+
+SPEC = register(ModelSpec(name="three_layer_convnet", family="numpy",
+                          schema=ThreeLayerConvNetConfig, build=build, plot_hooks=("filters",)))

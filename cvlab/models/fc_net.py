@@ -8,10 +8,12 @@ gamma1..gamma(L-1) (ones) and beta1..beta(L-1) (zeros).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from cvlab.config import DTYPES, check, check_choice, check_positive
 from cvlab.layers import (
     affine_backward,
     affine_forward,
@@ -26,8 +28,9 @@ from cvlab.layers import (
     softmax_loss,
 )
 from cvlab.layers._validate import check_class_labels, check_nonempty
+from cvlab.models.registry import ModelSpec, register
 
-NORMALIZATIONS = (None, "none", "batchnorm", "layernorm")
+NORMALIZATIONS = ("none", "batchnorm", "layernorm")
 
 
 def draw_normal(rng: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -58,7 +61,7 @@ class FullyConnectedNet:
         seed: int | None = None,
         rng: Any = None,
     ) -> None:
-        if normalization not in NORMALIZATIONS:
+        if normalization is not None and normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalization {normalization!r}; valid: none, "
                              "batchnorm, layernorm")
         if not 0 < dropout_keep_ratio <= 1:
@@ -171,3 +174,45 @@ class FullyConnectedNet:
             dout = self._hidden_backward(dout, caches[i - 1], i, grads)
             grads[f"W{i}"] += self.reg * self.params[f"W{i}"]
         return loss, grads
+
+
+@dataclass
+class FullyConnectedNetConfig:
+    """`model=fc|bn_fc|ln_fc|dropout_fc`: {affine - [norm] - relu - [dropout]} x (L-1) -
+    affine - softmax; dropout_keep_ratio is the probability of keeping a unit."""
+
+    type: str = "fc_net"
+    hidden_dims: list[int] = field(default_factory=lambda: [100, 100])
+    normalization: str = "none"
+    dropout_keep_ratio: float = 1.0
+    weight_scale: float = 1e-2
+    reg: float = 0.0
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        check(len(self.hidden_dims) > 0 and all(d > 0 for d in self.hidden_dims),
+              "hidden_dims", self.hidden_dims, "a non-empty list of integers > 0")
+        check_choice("normalization", self.normalization, NORMALIZATIONS)
+        check(0 < self.dropout_keep_ratio <= 1, "dropout_keep_ratio", self.dropout_keep_ratio,
+              "a keep probability in (0, 1]")
+        check_positive("weight_scale", self.weight_scale)
+        check(self.reg >= 0, "reg", self.reg, "a number >= 0")
+        check_choice("dtype", self.dtype, DTYPES)
+
+
+def build(cfg: FullyConnectedNetConfig, input_shape: tuple[int, ...], num_classes: int,
+          rng: Any) -> FullyConnectedNet:
+    """The net of `cfg` for inputs of `input_shape` (C, H, W), weights drawn from `rng`."""
+    return FullyConnectedNet(
+        list(cfg.hidden_dims), input_dim=int(np.prod(input_shape)), num_classes=num_classes,
+        dropout_keep_ratio=cfg.dropout_keep_ratio, normalization=cfg.normalization,
+        reg=cfg.reg, weight_scale=cfg.weight_scale, dtype=np.dtype(cfg.dtype).type, rng=rng,
+    )
+
+
+def _without_normalization(cfg: FullyConnectedNetConfig) -> FullyConnectedNetConfig | None:
+    return replace(cfg, normalization="none") if cfg.normalization != "none" else None
+
+
+SPEC = register(ModelSpec(name="fc_net", family="numpy", schema=FullyConnectedNetConfig,
+                          build=build, without_normalization=_without_normalization))

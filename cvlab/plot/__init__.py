@@ -121,12 +121,11 @@ def _extras(run: RunRecord, out_dir: Path, prefix: str = "") -> list[Path]:
     from cvlab.plot.images import plot_filters
 
     figures = []
-    if run.model_type in ("three_layer_convnet", "challenge") or "cnn" in run.model_type:
-        weights = first_layer_filters(run.path)
-        if weights is not None:
-            title = run.experiment or run.model_type
-            figures.append(plot_filters(weights, out_dir / f"{prefix}filters.png", title))
-    if run.experiment == "conv_demo" or run.get("demo") is not None:
+    weights = first_layer_filters(run)
+    if weights is not None:
+        title = run.experiment or run.model_type
+        figures.append(plot_filters(weights, out_dir / f"{prefix}filters.png", title))
+    if run.family == "demo":
         from cvlab.plot.images import plot_conv_demo
 
         figures += plot_conv_demo(run.path, out_dir / f"{prefix}conv_demo.png")

@@ -1,7 +1,7 @@
 """Figures of a captioning run: the loss curve (with BLEU per epoch) and a caption gallery.
 
 `plot_captioning_run(run_dir, out_dir)` reads metrics.csv and samples.json (written by
-cvlab.train.run_captioning at the end of training) and draws:
+cvlab.train.caption_task at the end of training) and draws:
     caption_loss.png      training loss per iteration; val BLEU-1/BLEU-4 per evaluated epoch
     caption_gallery.png   train and val images with the generated caption (bold) and the
                           reference captions; without a local image (COCO offline) the panel

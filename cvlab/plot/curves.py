@@ -61,7 +61,7 @@ def _plot_accuracy(ax, run: RunRecord, name: str, style: dict, label: str) -> bo
 
 
 def dataset_note(runs: list[RunRecord]) -> str:
-    names = sorted({str(r.summary.get("dataset") or r.get("dataset.name") or "") for r in runs}
+    names = sorted({str(r.summary.dataset or r.get("dataset.name") or "") for r in runs}
                    - {""})
     return f" [{', '.join(names)}]" if names else ""
 

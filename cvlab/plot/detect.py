@@ -56,36 +56,25 @@ def member_dirs(path: Path) -> list[Path]:
     return sorted(p for p in subdirs if is_run_dir(p))
 
 
-def _freshness(path: Path) -> float:
-    """Most recent modification among the folder and its summary files."""
-    times = [path.stat().st_mtime]
-    for name in ("summary.json", "sweep_summary.json", "metrics.csv"):
-        if (path / name).exists():
-            times.append((path / name).stat().st_mtime)
-    return max(times)
-
-
 def latest_train_dir(outputs_root: Path) -> Path:
-    """The most recently modified train run (train/<date>/<time>/) or sweep
-    (train/multirun/<date>/<time>/) under `outputs_root`."""
-    train_root = outputs_root / "train"
-    candidates: list[Path] = []
-    if train_root.is_dir():
-        for day in train_root.iterdir():
-            if not day.is_dir():
-                continue
-            if day.name == "multirun":
-                candidates += [t for d in day.iterdir() if d.is_dir() for t in d.iterdir()
-                               if t.is_dir()]
-            else:
-                candidates += [t for t in day.iterdir() if t.is_dir()]
-    candidates = [c for c in candidates if is_run_dir(c) or member_dirs(c)]
-    if not candidates:
-        raise UserError(
-            f"run=latest found no train run or sweep under {train_root}; train one first "
-            "(cvlab train ...) or pass run=<run or sweep folder>"
-        )
-    return max(candidates, key=_freshness)
+    """The newest train run or sweep under `outputs_root` that has something to plot: a
+    failed run (or a sweep whose every job failed) is skipped, and the choice is said."""
+    from cvlab.runs import job_dirs, read_summary, run_folders
+
+    skipped = 0
+    for folder, sweep in reversed(run_folders(outputs_root)):
+        members = job_dirs(folder) if sweep else [folder]
+        statuses = [getattr(read_summary(m), "status", "failed") for m in members]
+        if members and any(status != "failed" for status in statuses):
+            note = f" (skipped {skipped} newer failed run(s))" if skipped else ""
+            print(f"run=latest: {folder}{note}", flush=True)
+            return folder
+        skipped += 1
+    raise UserError(
+        f"run=latest found no train run or sweep with results under {outputs_root / 'train'}"
+        f"{f' ({skipped} failed)' if skipped else ''}; train one first (cvlab train ...) or "
+        "pass run=<run or sweep folder>"
+    )
 
 
 def resolve_target(run: str, outputs_root: str | Path) -> Path:

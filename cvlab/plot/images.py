@@ -10,7 +10,7 @@ import numpy as np
 from cvlab.plot.style import figure, pyplot, save
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
-CONV_DEMO_FILTERS = ("grayscale", "edges (Sobel, blue)")  # as cvlab.train.conv_demo
+CONV_DEMO_FILTERS = ("grayscale", "edges (Sobel, blue)")  # as cvlab.models.conv_demo
 
 
 def filter_grid(weights: np.ndarray, padding: int = 1, upper: float = 255.0) -> np.ndarray:

@@ -1,22 +1,21 @@
-"""What `cvlab plot` reads from a run folder: config, metrics, summary, checkpoint weights.
+"""What `cvlab plot` reads from a run folder: config, metrics, summary, weights.
 
 Everything here works from the files the trainers leave behind (config.yaml, metrics.csv,
-summary.json, a checkpoint); nothing is re-trained or re-computed from data.
+summary.json, model.npz); nothing is re-trained or re-computed from data, and nothing read
+can execute code (YAML is read safely, weights through cvlab.train.state).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from cvlab.runs import read_summary
-
-FINAL_LOSS_WINDOW = 100  # the course's "final training loss": mean of the last 100 iterations
+from cvlab.runs import RunSummary, read_summary
 
 
 @dataclass
@@ -24,16 +23,16 @@ class RunRecord:
     """One run folder as read from disk.
 
     `config` is the resolved config.yaml (nested dict), `flat` the same with dotted keys,
-    `metrics` the metrics.csv frame (empty when the run wrote none), `summary` summary.json.
+    `metrics` the metrics.csv frame (empty when the run wrote none), `summary` summary.json
+    (a RunSummary: the final numbers every table and figure reads).
     """
 
     path: Path
     config: dict[str, Any]
     flat: dict[str, Any]
     metrics: pd.DataFrame
-    summary: dict[str, Any]
+    summary: RunSummary
     label: str = ""
-    stats: dict[str, float] = field(default_factory=dict)
 
     def get(self, key: str, default: Any = None) -> Any:
         """A config value by dotted key (`model.weight_scale`)."""
@@ -41,21 +40,21 @@ class RunRecord:
 
     @property
     def status(self) -> str:
-        return str(self.summary.get("status", "unknown"))
+        return self.summary.status
 
     @property
     def model_type(self) -> str:
-        return str(self.get("model.type") or "")
+        return str(self.summary.model_type or self.get("model.type") or "")
 
     @property
-    def family(self) -> str:
-        """numpy | torch | captioning (from the model type in config.yaml)."""
-        model_type = self.model_type
-        if model_type.startswith("torch") or model_type == "challenge":
-            return "torch"
-        if "caption" in model_type or self.get("model.cell_type") is not None:
-            return "captioning"
-        return "numpy"
+    def family(self) -> str | None:
+        """numpy | torch | captioning | demo, as the run recorded it."""
+        return self.summary.family
+
+    def metric(self, name: str) -> float:
+        """A final metric of the run's summary (NaN when it has none)."""
+        value = self.summary.metric(name)
+        return math.nan if value is None else value
 
     @property
     def experiment(self) -> str | None:
@@ -121,15 +120,9 @@ def load_run(run_dir: Path) -> RunRecord:
     """Read one run folder (missing files give empty parts, never an exception)."""
     run_dir = Path(run_dir)
     config = read_config(run_dir)
-    record = RunRecord(
-        path=run_dir,
-        config=config,
-        flat=flatten(config),
-        metrics=read_metrics_frame(run_dir),
-        summary=read_summary(run_dir),
-    )
-    record.stats = run_stats(record.metrics)
-    return record
+    summary = read_summary(run_dir) or RunSummary(status="failed", error="no summary.json")
+    return RunRecord(path=run_dir, config=config, flat=flatten(config),
+                     metrics=read_metrics_frame(run_dir), summary=summary)
 
 
 def column(frame: pd.DataFrame, name: str, x: str) -> tuple[np.ndarray, np.ndarray]:
@@ -174,128 +167,29 @@ def accuracy_series(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndar
     return np.where(iterations <= 1, 0.0, iterations / per_epoch), values
 
 
-def final_loss(frame: pd.DataFrame, window: int = FINAL_LOSS_WINDOW) -> float:
-    """Mean training loss over the last `window` iterations (inf if any was not finite)."""
-    _, losses = loss_series(frame)
-    if losses.size == 0:
-        return math.nan
-    tail = losses[-window:]
-    if not np.all(np.isfinite(tail)):
-        return math.inf
-    return float(tail.mean())
+# --- weights ---------------------------------------------------------------------------------
 
 
-def _best(values: np.ndarray) -> float:
-    values = values[np.isfinite(values)]
-    return float(values.max()) if values.size else math.nan
-
-
-def run_stats(frame: pd.DataFrame) -> dict[str, float]:
-    """The key numbers of one run, computed from its metrics.csv alone."""
-    iterations, losses = loss_series(frame)
-    _, train_acc = accuracy_series(frame, "train_acc")
-    _, val_acc = accuracy_series(frame, "val_acc")
-    stats = {
-        "iterations": float(iterations.max()) if iterations.size else math.nan,
-        "final_loss": final_loss(frame),
-        "best_train_acc": _best(train_acc),
-        "best_val_acc": _best(val_acc),
-        "last_train_acc": float(train_acc[-1]) if train_acc.size else math.nan,
-        "last_val_acc": float(val_acc[-1]) if val_acc.size else math.nan,
-    }
-    if "elapsed_s" in frame.columns:
-        elapsed = frame["elapsed_s"].to_numpy(dtype=float)
-        elapsed = elapsed[np.isfinite(elapsed)]
-        stats["elapsed_s"] = float(elapsed.max()) if elapsed.size else math.nan
-    return stats
-
-
-# --- checkpoints -------------------------------------------------------------------------------
-
-# numpy runs keep params.npz (W1, b1, ...) beside checkpoint.pkl; torch runs a .pt file
-CHECKPOINT_PATTERNS = ("params.npz", "checkpoint*.npz", "*.npz", "checkpoint*.pkl", "*.pkl",
-                       "checkpoint*.pt", "*.pt", "*.pth")
-
-
-def find_checkpoint(run_dir: Path) -> Path | None:
-    """The run's checkpoint file (in the folder or a checkpoints/ subfolder), newest first."""
-    for folder in (Path(run_dir), Path(run_dir) / "checkpoints"):
-        if not folder.is_dir():
-            continue
-        for pattern in CHECKPOINT_PATTERNS:
-            found = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
-            if found:
-                return found[0]
-    return None
-
-
-def _search(tree: Any, key: str, depth: int = 0) -> Any:
-    """Value of `key` in nested dicts / objects with a `params` dict (depth-first)."""
-    if depth > 4:
-        return None
-    if isinstance(tree, dict):
-        if key in tree:
-            return tree[key]
-        for preferred in ("params", "best_params", "model", "model_params", "state_dict"):
-            if preferred in tree:
-                found = _search(tree[preferred], key, depth + 1)
-                if found is not None:
-                    return found
-        for value in tree.values():
-            found = _search(value, key, depth + 1)
-            if found is not None:
-                return found
-    elif hasattr(tree, "params"):
-        return _search(tree.params, key, depth + 1)
-    return None
-
-
-def first_layer_filters(run_dir: Path) -> np.ndarray | None:
-    """First-layer conv weights (F, C, HH, WW) from the run's checkpoint, or None.
-
-    Numpy checkpoints keep `W1` (a .npz with a `W1` or `params/W1`-style key, or a pickled
-    dict holding a params dict); torch checkpoints give their first 4-D weight tensor.
-    """
-    path = find_checkpoint(run_dir)
-    if path is None:
-        return None
-    weights: Any = None
-    if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            names = [n for n in archive.files if n == "W1" or n.split("/")[-1].split(".")[-1]
-                     == "W1"]
-            if names:
-                weights = archive[sorted(names, key=len)[0]]
-    elif path.suffix == ".pkl":
-        import pickle
-
-        with path.open("rb") as f:
-            weights = _search(pickle.load(f), "W1")
-    else:
-        weights = _torch_first_conv(path)
-    if weights is None:
-        return None
-    weights = np.asarray(weights, dtype=float)
-    return weights if weights.ndim == 4 else None
-
-
-def _torch_first_conv(path: Path) -> np.ndarray | None:
-    import torch
+def first_layer_filters(run: RunRecord) -> np.ndarray | None:
+    """First-layer conv filters (F, C, HH, WW) from the run's model.npz, for model types whose
+    spec has the "filters" plot hook; None when there are none to draw."""
+    from cvlab.errors import UserError
+    from cvlab.models.registry import spec_for
+    from cvlab.train.run import load_weights
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # not a plain state dict: nothing to draw
+        spec = spec_for(run.model_type)
+    except ValueError:
         return None
-    for preferred in ("model", "model_state", "state_dict", "params"):
-        if isinstance(state, dict) and isinstance(state.get(preferred), dict):
-            state = state[preferred]
-            break
-    if isinstance(state, dict):
-        for value in state.values():
-            if hasattr(value, "ndim") and value.ndim == 4:
-                return value.detach().float().numpy()
-    elif isinstance(state, (list, tuple)):
-        for value in state:
-            if hasattr(value, "ndim") and value.ndim == 4:
-                return value.detach().float().numpy()
+    path = run.path / "model.npz"
+    if "filters" not in spec.plot_hooks or not path.is_file():
+        return None
+    try:
+        weights = load_weights(path)["weights"]
+    except UserError:
+        return None
+    for value in weights.values():
+        array = value.detach().float().numpy() if hasattr(value, "detach") else value
+        if getattr(array, "ndim", 0) == 4:
+            return np.asarray(array, dtype=float)
     return None

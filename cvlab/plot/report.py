@@ -22,9 +22,28 @@ KIND_TITLES = {
 }
 
 
-# summary.json metrics worth a row in a single run's table (the rest echo the config)
-SUMMARY_KEYS = ("test_acc", "final_train_acc", "final_val_acc", "train_images_per_s",
-                "images_per_s", "bleu", "device")
+# RunSummary metrics in a single run's table, in this order
+SINGLE_RUN_METRICS = (
+    ("final_loss", "final loss"), ("final_loss_mean", "final loss (mean, see below)"),
+    ("best_train_acc", "best train acc"), ("best_val_acc", "best val acc"),
+    ("final_val_acc", "final val acc"), ("test_acc", "test acc"),
+    ("val_bleu1", "val BLEU-1"), ("val_bleu4", "val BLEU-4"),
+    ("val_course_bleu", "val course BLEU"), ("train_bleu4", "train BLEU-4"),
+    ("images_per_s", "training images/s"), ("captions_per_s", "training captions/s"),
+)
+# columns of a set of runs: classification, then captioning metrics (those any run has)
+SET_METRICS = (("best_train_acc", "best train acc"), ("best_val_acc", "best val acc"),
+               ("train_bleu4", "train BLEU-4"), ("val_bleu4", "val BLEU-4"),
+               ("final_loss_mean", "final loss"))
+
+
+KEY_NUMBERS_NOTE = (
+    "The numbers are each run's summary.json. Final loss is the mean training loss over the "
+    "run's last updates: half the run, at most 100 (the course's mean of the last 100 "
+    "iterations of its 200-iteration sweep runs). Accuracies and BLEU are the best seen at "
+    "any evaluation. A run is *diverged* when its loss became non-finite or exceeded 1000 "
+    "times its first loss; it stopped there."
+)
 
 
 @dataclass
@@ -46,20 +65,20 @@ def fmt(value: Any) -> str:
 
 
 def key_table(target: Target) -> Table:
-    """One row per run: its label, status and the numbers computed from its metrics.csv."""
+    """One row per run: its label, status and the final numbers of its summary.json."""
     short = Path(*target.path.parts[-2:]).as_posix()
     title = f"{KIND_TITLES.get(target.kind, target.kind)} {short}"
     if not target.is_set:
         return _single_run_table(target, title)
     settings = setting_columns(target)
-    columns = ["job", *settings, "status", "best train acc", "best val acc", "final loss",
-               "wall time (s)"]
+    metrics = [(key, name) for key, name in SET_METRICS
+               if any(run.summary.metric(key) is not None for run in target.runs)]
+    columns = ["job", *settings, "status", *(name for _, name in metrics), "wall time (s)"]
     rows = []
     for run in target.runs:
-        wall = run.summary.get("wall_time_s", run.stats.get("elapsed_s"))
         rows.append([run.path.name, *(cell(run) for cell in settings.values()), run.status,
-                     fmt(run.stats.get("best_train_acc")), fmt(run.stats.get("best_val_acc")),
-                     fmt(run.stats.get("final_loss")), fmt(_number(wall))])
+                     *(fmt(run.summary.metric(key)) for key, _ in metrics),
+                     fmt(run.summary.wall_time_s)])
     return Table(title, columns, rows)
 
 
@@ -80,36 +99,16 @@ def setting_columns(target: Target) -> dict[str, Callable[[RunRecord], str]]:
     return columns
 
 
-def _number(value: Any) -> Any:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return value
-
-
 def _single_run_table(target: Target, title: str) -> Table:
     run = target.runs[0]
-    stats = run.stats
+    summary = run.summary
     items: list[tuple[str, Any]] = [
-        ("status", run.status),
-        ("model", run.model_type),
-        ("experiment", run.experiment),
-        ("dataset", run.summary.get("dataset") or run.get("dataset.name")),
-        ("iterations", None if math.isnan(stats.get("iterations", math.nan))
-         else int(stats["iterations"])),
-        ("final loss (mean of last 100 iterations)", stats.get("final_loss")),
-        ("best train acc", stats.get("best_train_acc")),
-        ("best val acc", stats.get("best_val_acc")),
-        ("last val acc", stats.get("last_val_acc")),
-        ("wall time (s)", _number(run.summary.get("wall_time_s", stats.get("elapsed_s")))),
+        ("status", run.status), ("model", run.model_type), ("experiment", run.experiment),
+        ("dataset", summary.dataset), ("device", summary.device),
+        ("iterations", summary.metrics.get("iterations")),
     ]
-    shown = {"final_loss", "best_train_acc", "best_val_acc", "wall_time_s"}
-    metrics = run.summary.get("metrics")
-    if isinstance(metrics, dict):
-        for key, value in metrics.items():
-            if key not in shown and key.startswith(SUMMARY_KEYS) and \
-                    not isinstance(value, (dict, list)):
-                items.append((f"summary: {key}", _number(value)))
+    items += [(name, summary.metric(key)) for key, name in SINGLE_RUN_METRICS]
+    items.append(("wall time (s)", summary.wall_time_s))
     rows = [[name, fmt(value)] for name, value in items if fmt(value) != ""]
     return Table(title, ["metric", "value"], rows)
 
@@ -150,7 +149,7 @@ def write_report(target: Target, table: Table, figures: list[Path], notes: list[
         lines.append(f"- Runs: {len(target.runs)}"
                      + (f"; differing settings: {', '.join(f'`{k}`' for k in target.varying)}"
                         if target.varying else ""))
-    datasets = sorted({str(r.summary.get("dataset") or r.get("dataset.name") or "")
+    datasets = sorted({str(r.summary.dataset or r.get("dataset.name") or "")
                        for r in target.runs} - {""})
     if datasets:
         lines.append(f"- Dataset: {', '.join(datasets)}")
@@ -161,9 +160,7 @@ def write_report(target: Target, table: Table, figures: list[Path], notes: list[
     for path in figures:
         relative = Path(os.path.relpath(path, target.path)).as_posix()
         lines += [f"![{path.stem}]({relative})", ""]
-    lines += ["## Key numbers", "", "Final loss is the mean training loss of the last 100 "
-              "iterations; accuracies are the best seen at any check (from metrics.csv).", "",
-              markdown_table(table), ""]
+    lines += ["## Key numbers", "", KEY_NUMBERS_NOTE, "", markdown_table(table), ""]
     path = target.path / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return path

@@ -29,13 +29,17 @@ def figure(ncols: int, nrows: int = 1, panel: tuple[float, float] = (5.0, 3.8)) 
 
 
 def save(fig: Any, path: Path) -> Path:
-    """Write `fig` as PNG to `path` (folders created) and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `fig` as PNG to `path` (atomically, folders created) and close it."""
+    import io
+
+    from cvlab.runs import atomic_write_bytes
+
+    buffer = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(buffer, format="png", dpi=DPI)
     plt.close(fig)
-    return path
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
 
 
 def run_styles(labels: list[str]) -> list[dict[str, Any]]:

@@ -1,15 +1,14 @@
 """Figures of the course's sweeps, drawn from each job's metrics.csv.
 
-- weight scale: best val accuracy, best train accuracy and final training loss (mean of the
-  last 100 iterations) against the weight scale (log x axis), one line per model
-  (normalized vs baseline);
+- weight scale: best val accuracy, best train accuracy and final training loss (the mean over
+  the run's last updates, RunSummary.final_loss_mean) against the weight scale (log x axis),
+  one line per model (normalized vs baseline);
 - batch size: train and val accuracy per epoch, one line per batch size plus the baseline;
 - dropout: train and val accuracy per epoch, one line per keep ratio.
 """
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -23,8 +22,9 @@ from cvlab.plot.style import figure, run_styles, save
 PANELS = (
     ("best_val_acc", "Best val accuracy"),
     ("best_train_acc", "Best train accuracy"),
-    ("final_loss", "Final training loss"),
+    ("final_loss_mean", "Final training loss"),
 )
+STUCK_FACTOR = 1.5  # a final loss above 1.5 x the typical starting loss: the run did not learn
 
 
 def weight_scale_series(target: Target) -> dict[str, list[RunRecord]]:
@@ -49,21 +49,22 @@ def plot_weight_scale(target: Target, out_path: Path) -> Path:
     """The course's three-panel weight-initialization figure (semilogx)."""
     fig, axes = figure(3, panel=(5.0, 4.0))
     series = weight_scale_series(target)
-    loss_cap = 1.5 * typical_start_loss(target.runs)
-    for (name, runs), style in zip(series.items(), run_styles(list(series))):
+    loss_cap = STUCK_FACTOR * typical_start_loss(target.runs)
+    for k, ((name, runs), style) in enumerate(zip(series.items(), run_styles(list(series)))):
         for ax, (key, _) in zip(axes, PANELS):
             scales, values = _mean_per_scale(runs, key)
             shown = np.isfinite(values)
-            if key == "final_loss":
-                # diverged runs (no finite final loss, or far above the starting loss) are
-                # marked with x at the top of the panel instead of squashing the others
-                off = ~shown | (values > loss_cap)
+            if key == "final_loss_mean":
+                # diverged runs (and losses far above the start) are marked x along the top of
+                # the panel, one row per line so that no marker hides another
+                diverged = _diverged_per_scale(runs)
+                off = diverged | ~shown | (values > loss_cap)
                 shown &= ~off
                 if off.any():
-                    ax.plot(scales[off], [0.96] * int(off.sum()), linestyle="none",
+                    ax.plot(scales[off], [0.96 - 0.05 * k] * int(off.sum()), linestyle="none",
                             marker="x", markersize=8, color=style["color"],
                             transform=ax.get_xaxis_transform(),
-                            label=f"{name}: > {loss_cap:.3g} or diverged")
+                            label=f"{name}: diverged or > {loss_cap:.3g}")
             ax.semilogx(scales[shown], values[shown], marker="o", markersize=4,
                         label=name, **style)
     for ax, (_, ylabel) in zip(axes, PANELS):
@@ -77,19 +78,27 @@ def plot_weight_scale(target: Target, out_path: Path) -> Path:
 
 
 def weight_scale_notes(target: Target) -> list[str]:
-    """One line per model: its best val accuracy and where, and how many runs diverged."""
+    """One line per model: its best val accuracy and where, and how many runs diverged or
+    did not learn; then what the loss threshold is."""
     notes = []
-    loss_cap = 1.5 * typical_start_loss(target.runs)
+    start = typical_start_loss(target.runs)
+    loss_cap = STUCK_FACTOR * start
     for name, runs in weight_scale_series(target).items():
         scales, best_val = _mean_per_scale(runs, "best_val_acc")
-        _, losses = _mean_per_scale(runs, "final_loss")
+        _, losses = _mean_per_scale(runs, "final_loss_mean")
         if not np.isfinite(best_val).any():
             continue
         top = int(np.nanargmax(best_val))
-        stuck = int(np.sum(~np.isfinite(losses) | (losses > loss_cap)))
+        diverged = _diverged_per_scale(runs)
+        stuck = ~diverged & (~np.isfinite(losses) | (losses > loss_cap))
         notes.append(f"{name}: best val acc {best_val[top]:.3f} at weight scale "
-                     f"{scales[top]:.2e}; {stuck} of {len(scales)} scales diverged or ended "
-                     f"above {loss_cap:.3g} loss")
+                     f"{scales[top]:.2e}; of {len(scales)} scales, {int(diverged.sum())} "
+                     f"diverged and {int(stuck.sum())} ended with a loss above {loss_cap:.3g}")
+    if notes and np.isfinite(start):
+        notes.append(f"{loss_cap:.3g} = {STUCK_FACTOR} x the typical starting loss {start:.3g} "
+                     "(the median of the runs' first 10 losses; ln 10 = 2.30 is chance for 10 "
+                     "classes): a run ending above it did not learn. Both kinds are drawn as x "
+                     "along the top of the loss panel.")
     return notes
 
 
@@ -97,11 +106,19 @@ def _mean_per_scale(runs: list[RunRecord], key: str) -> tuple[np.ndarray, np.nda
     """(distinct weight scales, mean of `key` over the runs at each scale); inf stays inf."""
     by_scale: dict[float, list[float]] = defaultdict(list)
     for run in runs:
-        by_scale[float(run.get("model.weight_scale"))].append(run.stats.get(key, math.nan))
+        by_scale[float(run.get("model.weight_scale"))].append(run.metric(key))
     scales = np.array(sorted(by_scale))
     with np.errstate(invalid="ignore"):
         values = np.array([np.mean(by_scale[s]) for s in scales], dtype=float)
     return scales, values
+
+
+def _diverged_per_scale(runs: list[RunRecord]) -> np.ndarray:
+    """Whether any run at each distinct weight scale (sorted) diverged."""
+    by_scale: dict[float, bool] = defaultdict(bool)
+    for run in runs:
+        by_scale[float(run.get("model.weight_scale"))] |= run.status == "diverged"
+    return np.array([by_scale[s] for s in sorted(by_scale)], dtype=bool)
 
 
 def plot_batch_size(target: Target, out_path: Path) -> Path:

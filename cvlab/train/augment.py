@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import torch
 
-FLIP_MODES = ("none", "random", "alternating")
-PAD_MODES = ("reflect", "zeros")
+from cvlab.models.torch_common import FLIP_MODES, PAD_MODES
 
 
 def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:

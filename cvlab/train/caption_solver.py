@@ -1,10 +1,19 @@
-"""CaptioningSolver: minibatch training of a CaptioningRNN with a torch optimizer.
+"""CaptioningSolver: the course's CaptioningSolverPytorch, minibatch training of a CaptioningRNN.
 
-As the course's CaptioningSolverPytorch: minibatches of captions are drawn with
-replacement (`sample_coco_minibatch`), iterations_per_epoch = max(num_train // batch, 1),
-the learning rate is multiplied by lr_decay at each epoch end. Added: optional gradient
-clipping (total norm), a seeded rng for minibatches, callbacks for logging and
-checkpoints, a state dict for resuming, and an early stop on a non-finite loss.
+    solver = CaptioningSolver(model, data, learning_rate=5e-3, batch_size=25, num_epochs=50,
+                              print_every=10)
+    solver.train()
+    solver.loss_history
+
+As in the course: minibatches of captions are drawn with replacement (`sample_coco_minibatch`),
+iterations_per_epoch = max(num_train // batch_size, 1), the learning rate is multiplied by
+lr_decay at each epoch end, Adam updates the parameters. The loop is cvlab's one training loop
+(cvlab.train.core) driving a CaptioningSolverTask.
+
+cvlab additions (keyword arguments): `optimizer` (an OptimizerConfig: any torch optimizer
+cvlab knows, with its hyperparameters; default Adam at `learning_rate`), `grad_clip` (clip the
+gradients' total norm), `rng` (minibatch sampling; default numpy's global RNG, as the course)
+and `printer` (where verbose lines go).
 """
 
 from __future__ import annotations
@@ -12,131 +21,105 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from cvlab.data.coco import sample_coco_minibatch
-from cvlab.models.captioning import CaptioningRNN
+from cvlab.models.nets.captioning import CaptioningRNN
+from cvlab.train.core import LoopOptions, Records, run_loop
+from cvlab.train.torch_schedules import make_optimizer
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "sgd_momentum", "rmsprop")
-
-
-@dataclass
-class SolverSettings:
-    """Hyperparameters of a captioning run (course defaults)."""
-
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    lr_decay: float = 1.0
-    batch_size: int = 100
-    num_epochs: int = 10
-    grad_clip: float | None = None
-    momentum: float = 0.9
-    nesterov: bool = False
-    beta1: float = 0.9
-    beta2: float = 0.999
-    epsilon: float = 1e-8
-    decay_rate: float = 0.99
-    weight_decay: float = 0.0
-
-
-def make_optimizer(params: list[torch.Tensor], s: SolverSettings) -> torch.optim.Optimizer:
-    """The torch.optim optimizer named by `s.optimizer`."""
-    if s.optimizer == "adam":
-        return torch.optim.Adam(params, lr=s.learning_rate, betas=(s.beta1, s.beta2),
-                                eps=s.epsilon, weight_decay=s.weight_decay)
-    if s.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=s.learning_rate, betas=(s.beta1, s.beta2),
-                                 eps=s.epsilon, weight_decay=s.weight_decay)
-    if s.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=s.learning_rate, weight_decay=s.weight_decay)
-    if s.optimizer == "sgd_momentum":
-        return torch.optim.SGD(params, lr=s.learning_rate, momentum=s.momentum,
-                               nesterov=s.nesterov, weight_decay=s.weight_decay)
-    if s.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=s.learning_rate, alpha=s.decay_rate,
-                                   eps=s.epsilon, weight_decay=s.weight_decay)
-    raise ValueError(f"unknown optimizer {s.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+DEFAULTS: dict[str, Any] = {
+    "learning_rate": 1e-3,
+    "lr_decay": 1.0,
+    "batch_size": 100,
+    "num_epochs": 10,
+    "print_every": 10,
+    "verbose": True,
+    # cvlab additions
+    "optimizer": None,
+    "grad_clip": None,
+    "rng": None,
+    "printer": None,
+}
 
 
 class CaptioningSolver:
-    """Trains `model` on `data` (the dict of load_coco_data) with `settings`.
+    """Trains `model` on `data` (the dict of load_coco_data); see the module docstring."""
 
-    `train(on_iteration, on_epoch_end)` runs until num_epochs are done or the loss is not
-    finite, and returns "completed" or "diverged". on_iteration(iteration, epoch, loss, lr)
-    is called after every update; on_epoch_end(epoch) after each epoch (after the lr decay).
-    `state_dict()` / `load_state_dict()` save and restore everything needed to continue.
-    """
+    def __init__(self, model: CaptioningRNN, data: dict[str, Any], **kwargs: Any) -> None:
+        unknown = sorted(set(kwargs) - set(DEFAULTS))
+        if unknown:
+            raise ValueError(
+                f"unrecognized arguments {', '.join(unknown)}; valid: {', '.join(DEFAULTS)}"
+            )
+        options = {**DEFAULTS, **kwargs}
+        self.model, self.data = model, data
+        self.learning_rate: float = options["learning_rate"]
+        self.lr_decay: float = options["lr_decay"]
+        self.batch_size: int = options["batch_size"]
+        self.num_epochs: int = options["num_epochs"]
+        self.print_every: int = options["print_every"]
+        self.verbose: bool = options["verbose"]
+        self.grad_clip: float | None = options["grad_clip"]
+        self.rng = options["rng"] if options["rng"] is not None else np.random
+        self.printer: Callable[[str], None] = options["printer"] or print
+        opt = options["optimizer"]
+        if opt is None:
+            from cvlab.config.train import OptimizerConfig
 
-    def __init__(self, model: CaptioningRNN, data: dict[str, Any], settings: SolverSettings,
-                 rng: np.random.RandomState | None = None) -> None:
-        self.model, self.data, self.settings = model, data, settings
-        self.rng = rng if rng is not None else np.random.RandomState(0)
-        self.optimizer = make_optimizer(list(model.params.values()), settings)
+            opt = OptimizerConfig(name="adam", learning_rate=self.learning_rate)
+        self.optim = make_optimizer(list(model.params.values()), opt)
         num_train = data["train_captions"].shape[0]
-        self.iterations_per_epoch = max(num_train // settings.batch_size, 1)
-        self.num_iterations = settings.num_epochs * self.iterations_per_epoch
-        self.iteration = 0  # updates done
+        self.iterations_per_epoch = max(num_train // self.batch_size, 1)
+        self.num_iterations = self.num_epochs * self.iterations_per_epoch
+        self._reset()
+
+    def _reset(self) -> None:
         self.epoch = 0  # epochs finished
+        self.iteration = 0  # updates done
         self.loss_history: list[float] = []
         self.train_time_s = 0.0  # time spent in updates (not evaluation), for captions/s
         self.captions_seen = 0
 
     @property
     def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
+        return float(self.optim.param_groups[0]["lr"])
 
-    def step(self) -> float:
-        """One update on a random minibatch; returns the loss before the update."""
+    def _step(self) -> float:
+        """One update on a random minibatch; returns the loss before the update (a
+        non-finite loss is recorded, not applied)."""
         captions, features, _ = sample_coco_minibatch(
-            self.data, batch_size=self.settings.batch_size, split="train", rng=self.rng)
+            self.data, batch_size=self.batch_size, split="train", rng=self.rng)
         start = time.perf_counter()
         loss = self.model.loss(features, captions)
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optim.zero_grad(set_to_none=True)
         loss.backward()
-        if self.settings.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(list(self.model.params.values()),
-                                           self.settings.grad_clip)
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(list(self.model.params.values()), self.grad_clip)
         value = float(loss.detach())
         if math.isfinite(value):
-            self.optimizer.step()
+            self.optim.step()
         self.train_time_s += time.perf_counter() - start
         self.captions_seen += len(captions)
+        self.loss_history.append(value)
         return value
 
     @property
     def captions_per_s(self) -> float:
         return self.captions_seen / self.train_time_s if self.train_time_s > 0 else 0.0
 
-    def train(
-        self,
-        on_iteration: Callable[[int, int, float, float], None] | None = None,
-        on_epoch_end: Callable[[int], None] | None = None,
-    ) -> str:
-        while self.iteration < self.num_iterations:
-            lr = self.lr
-            loss = self.step()
-            self.iteration += 1
-            self.loss_history.append(loss)
-            if on_iteration is not None:
-                on_iteration(self.iteration, self.epoch, loss, lr)
-            if not math.isfinite(loss):
-                return "diverged"
-            if self.iteration % self.iterations_per_epoch == 0:
-                self.epoch += 1
-                for group in self.optimizer.param_groups:
-                    group["lr"] *= self.settings.lr_decay
-                if on_epoch_end is not None:
-                    on_epoch_end(self.epoch)
-        return "completed"
+    def _end_epoch(self) -> None:
+        self.epoch += 1
+        for group in self.optim.param_groups:
+            group["lr"] *= self.lr_decay
 
-    def state_dict(self) -> dict[str, Any]:
+    def state(self) -> dict[str, Any]:
         return {
-            "params": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "params": {k: v.detach().clone() for k, v in self.model.params.items()},
+            "optimizer": self.optim.state_dict(),
             "iteration": self.iteration,
             "epoch": self.epoch,
             "loss_history": list(self.loss_history),
@@ -145,12 +128,71 @@ class CaptioningSolver:
             "captions_seen": self.captions_seen,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore a state from `state()`; ValueError when it does not fit this model."""
         self.model.load_state_dict(state["params"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optim.load_state_dict(state["optimizer"])
         self.iteration = int(state["iteration"])
         self.epoch = int(state["epoch"])
-        self.loss_history = list(state["loss_history"])
+        self.loss_history = [float(v) for v in state["loss_history"]]
         self.rng.set_state(state["rng"])
-        self.train_time_s = float(state.get("train_time_s", 0.0))
-        self.captions_seen = int(state.get("captions_seen", 0))
+        self.train_time_s = float(state["train_time_s"])
+        self.captions_seen = int(state["captions_seen"])
+
+    def train(self, records: Records | None = None) -> str:
+        """Run the optimization; returns the status (completed | diverged)."""
+        options = LoopOptions(print_every=self.print_every, verbose=self.verbose,
+                              printer=self.printer)
+        return run_loop(CaptioningSolverTask(self), options, records).status
+
+
+class CaptioningSolverTask:
+    """The CaptioningSolver as a cvlab.train.core Task (no evaluation: see caption_task)."""
+
+    metric_columns: tuple[str, ...] = ()
+    flush_every = 1
+
+    def __init__(self, solver: CaptioningSolver) -> None:
+        self.solver = solver
+        self.num_epochs = solver.num_epochs
+        self.iterations_per_epoch = solver.iterations_per_epoch
+
+    @property
+    def iteration(self) -> int:
+        return self.solver.iteration
+
+    @property
+    def epoch(self) -> int:
+        return self.solver.epoch
+
+    def step(self) -> float:
+        loss = self.solver._step()
+        self.solver.iteration += 1
+        return loss
+
+    def to_floats(self, losses: list[Any]) -> list[float]:
+        return [float(v) for v in losses]
+
+    def learning_rate(self) -> float:
+        return self.solver.lr
+
+    def end_epoch(self) -> None:
+        self.solver._end_epoch()
+
+    def should_evaluate(self, epoch_end: bool) -> bool:
+        return False
+
+    def evaluate(self) -> dict[str, float]:
+        return {}
+
+    def describe(self, metrics: dict[str, float]) -> str:
+        return ""
+
+    def state(self) -> dict[str, Any]:
+        return self.solver.state()
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.solver.load_state(state)
+
+    def finish(self, status: str) -> None:
+        pass

@@ -121,6 +121,13 @@ HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
 }
 
 
+def apply_updates(params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
+                  configs: dict[str, Config], rule: UpdateRule) -> None:
+    """One update of every parameter: params[name], configs[name] = rule(w, grads[name], ...)."""
+    for name, w in params.items():
+        params[name], configs[name] = rule(w, grads[name], configs[name])
+
+
 def get_update_rule(name: str | UpdateRule) -> UpdateRule:
     """The rule called `name` (a callable is returned as is); unknown names raise ValueError."""
     if callable(name):

@@ -12,33 +12,28 @@ Course semantics: minibatches are drawn with replacement (`choice(N, batch_size)
 iterations_per_epoch = max(N // batch_size, 1), the learning rate is multiplied by lr_decay
 at each epoch end, accuracy is checked at the first iteration, at each epoch end and at the
 last iteration, and the params with the best validation accuracy are restored at the end.
+The loop itself is cvlab's one training loop (cvlab.train.core) driving a SolverTask.
 
 cvlab additions (keyword arguments): `rng` for minibatch sampling (default: numpy's global
-RNG, as in the course), `logger` (a cvlab.runs.MetricsLogger), `progress`, `checkpoint_dir`
-(a checkpoint at each epoch end, see `resume`), `on_checkpoint` (a hook called after each
-checkpoint), `printer` and `iteration_printer` (where verbose lines go) and
-`stop_on_divergence` (a non-finite loss stops training and sets `diverged`).
+RNG, as in the course), `progress` (a progress bar), `printer` and `iteration_printer` (where
+verbose lines go), `stop_on_divergence` (a non-finite loss, or one above 1000 x the first,
+stops training and sets `diverged`) and `description` (the progress bar's label).
 """
 
 from __future__ import annotations
 
 import copy
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cvlab.progress import ProgressReporter
-from cvlab.train import checkpoint as ckpt
-from cvlab.train.optim import get_update_rule
+from cvlab.train.core import LoopOptions, Records, run_loop
+from cvlab.train.optim import apply_updates, get_update_rule
 
 # Attributes of a model that hold state outside `params` (batchnorm running statistics,
-# the dropout parameter); they are saved with the checkpoint.
+# the dropout parameter); they are part of the training state.
 MODEL_BUFFERS = ("bn_params", "dropout_param")
-
-METRIC_COLUMNS = ("iteration", "epoch", "loss", "train_acc", "val_acc", "lr", "elapsed_s")
 
 DEFAULTS: dict[str, Any] = {
     "update_rule": "sgd",
@@ -53,28 +48,12 @@ DEFAULTS: dict[str, Any] = {
     "verbose": True,
     # cvlab additions
     "rng": None,
-    "logger": None,
     "progress": False,
-    "checkpoint_dir": None,
-    "on_checkpoint": None,
     "printer": None,
     "iteration_printer": None,
     "stop_on_divergence": True,
     "description": "train",
 }
-
-
-def _rng_state(rng: Any) -> Any:
-    if hasattr(rng, "get_state"):
-        return rng.get_state()
-    return copy.deepcopy(rng.bit_generator.state)
-
-
-def _set_rng_state(rng: Any, state: Any) -> None:
-    if hasattr(rng, "set_state"):
-        rng.set_state(state)
-    else:
-        rng.bit_generator.state = state
 
 
 class Solver:
@@ -104,12 +83,9 @@ class Solver:
         self.verbose: bool = options["verbose"]
 
         self.rng = options["rng"] if options["rng"] is not None else np.random
-        self.logger = options["logger"]
         self.progress: bool = options["progress"]
-        self.checkpoint_dir = Path(options["checkpoint_dir"]) if options["checkpoint_dir"] else None
-        self.on_checkpoint: Callable[[Solver], None] | None = options["on_checkpoint"]
-        self.printer: Callable[[str], None] = options["printer"] or print
-        self.iteration_printer: Callable[[str], None] = options["iteration_printer"] or self.printer
+        self.printer = options["printer"] or print
+        self.iteration_printer = options["iteration_printer"]
         self.stop_on_divergence: bool = options["stop_on_divergence"]
         self.description: str = options["description"]
         self._reset()
@@ -124,7 +100,6 @@ class Solver:
         self.train_acc_history: list[float] = []
         self.val_acc_history: list[float] = []
         self.diverged = False
-        self.elapsed_s = 0.0
         # Each parameter gets its own copy of the optimizer config.
         self.optim_configs = {name: dict(self.optim_config) for name in self.model.params}
 
@@ -144,7 +119,9 @@ class Solver:
         return self.optim_config.get("learning_rate")
 
     def _step(self) -> float:
-        """One gradient update on a minibatch drawn with replacement; returns the loss."""
+        """One gradient update on a minibatch drawn with replacement; returns the loss.
+
+        A non-finite loss is recorded but not applied (the run is about to stop)."""
         num_train = self.X_train.shape[0]
         batch_mask = self.rng.choice(num_train, self.batch_size)
         X_batch = self.X_train[batch_mask]
@@ -155,10 +132,7 @@ class Solver:
         self.loss_history.append(loss)
         if self.stop_on_divergence and not np.isfinite(loss):
             return loss
-        for name, w in self.model.params.items():
-            next_w, next_config = self.update_rule(w, grads[name], self.optim_configs[name])
-            self.model.params[name] = next_w
-            self.optim_configs[name] = next_config
+        apply_updates(self.model.params, grads, self.optim_configs, self.update_rule)
         return loss
 
     def check_accuracy(
@@ -180,10 +154,34 @@ class Solver:
             return 0.0
         return float(np.mean(np.hstack(y_pred) == y))
 
-    # ---- checkpoints -------------------------------------------------------------------
+    def _check(self) -> tuple[float, float]:
+        """The course's check: train and val accuracy into the histories, best params kept."""
+        train_acc = self.check_accuracy(self.X_train, self.y_train,
+                                        num_samples=self.num_train_samples)
+        val_acc = self.check_accuracy(self.X_val, self.y_val, num_samples=self.num_val_samples)
+        self.train_acc_history.append(train_acc)
+        self.val_acc_history.append(val_acc)
+        if val_acc > self.best_val_acc or not self.best_params:
+            self.best_val_acc = max(val_acc, self.best_val_acc)
+            self.best_params = {k: v.copy() for k, v in self.model.params.items()}
+        if self.checkpoint_name is not None:  # the course's checkpoint at each check
+            from cvlab.train.state import save_state
+
+            save_state(Path(f"{self.checkpoint_name}_epoch_{self.epoch}.npz"), self.state())
+        return train_acc, val_acc
+
+    def _end_epoch(self) -> None:
+        """Epoch count and learning-rate decay."""
+        self.epoch += 1
+        for config in self.optim_configs.values():
+            if "learning_rate" in config:
+                config["learning_rate"] *= self.lr_decay
+
+    # ---- training state --------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """Everything needed to continue training exactly from here."""
+        """Everything needed to continue training exactly from here (arrays, numbers, RNG
+        states: what cvlab.train.state stores)."""
         buffers = {name: copy.deepcopy(getattr(self.model, name))
                    for name in MODEL_BUFFERS if hasattr(self.model, name)}
         return {
@@ -203,131 +201,139 @@ class Solver:
             "best_params": {k: v.copy() for k, v in self.best_params.items()},
             "rng_state": _rng_state(self.rng),
             "global_rng_state": np.random.get_state(),
-            "elapsed_s": self.elapsed_s,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        """Restore a state from `state()` (the model must have the same architecture)."""
-        if set(state["params"]) != set(self.model.params):
-            raise ValueError(
-                f"checkpoint params {sorted(state['params'])} do not match the model's "
-                f"{sorted(self.model.params)}"
-            )
-        for name, value in state["params"].items():
-            if value.shape != self.model.params[name].shape:
-                raise ValueError(f"checkpoint param {name} has shape {value.shape}, "
-                                 f"the model's is {self.model.params[name].shape}")
-        if state["batch_size"] != self.batch_size or state["num_train"] != self.X_train.shape[0]:
-            raise ValueError(
-                f"checkpoint was written with batch_size={state['batch_size']} and "
-                f"{state['num_train']} training images; this solver has "
-                f"batch_size={self.batch_size} and {self.X_train.shape[0]}"
-            )
+        """Restore a state from `state()`; ValueError when it does not fit this solver."""
+        _check_fits(state, self)
         self.model.params = {k: v.copy() for k, v in state["params"].items()}
         for name, value in state["model_buffers"].items():
             setattr(self.model, name, copy.deepcopy(value))
         self.optim_configs = copy.deepcopy(state["optim_configs"])
-        self.epoch = state["epoch"]
-        self.iteration = state["iteration"]
-        self.loss_history = list(state["loss_history"])
-        self.train_acc_history = list(state["train_acc_history"])
-        self.val_acc_history = list(state["val_acc_history"])
-        self.best_val_acc = state["best_val_acc"]
+        self.epoch = int(state["epoch"])
+        self.iteration = int(state["iteration"])
+        self.loss_history = [float(v) for v in state["loss_history"]]
+        self.train_acc_history = [float(v) for v in state["train_acc_history"]]
+        self.val_acc_history = [float(v) for v in state["val_acc_history"]]
+        self.best_val_acc = float(state["best_val_acc"])
         self.best_params = {k: v.copy() for k, v in state["best_params"].items()}
         _set_rng_state(self.rng, state["rng_state"])
         np.random.set_state(state["global_rng_state"])
-        self.elapsed_s = state.get("elapsed_s", 0.0)
 
     def resume(self, path: Path) -> None:
-        """Load the checkpoint of an earlier run (its folder or checkpoint file).
+        """Load the training state of a run folder's checkpoint.npz (or of that file)."""
+        from cvlab.train.core import CHECKPOINT_NAME
+        from cvlab.train.state import load_state
 
-        A following `train()` continues from the saved iteration and, with the same data
-        and settings, ends with the same params and histories as an uninterrupted run.
-        """
-        self.load_state(ckpt.load_checkpoint(Path(path)))
+        path = Path(path)
+        tree = load_state(path / CHECKPOINT_NAME if path.is_dir() else path)
+        self.load_state(tree["task"] if "task" in tree else tree)
 
-    def _save_checkpoint(self) -> None:
-        if self.checkpoint_dir is not None:
-            ckpt.save_checkpoint(self.checkpoint_dir / ckpt.CHECKPOINT_NAME, self.state())
-        if self.checkpoint_name is not None:  # the course's per-epoch pickle
-            ckpt.save_checkpoint(
-                Path(f"{self.checkpoint_name}_epoch_{self.epoch}.pkl"), self.state()
-            )
-        if self.on_checkpoint is not None:
-            self.on_checkpoint(self)
+    # ---- training ----------------------------------------------------------------------------
 
-    # ---- training ----------------------------------------------------------------------
-
-    def _say(self, line: str) -> None:
-        if self.verbose:
-            self.printer(line)
-
-    def train(self) -> None:
-        """Run the optimization (from the start, or from the state a resume loaded)."""
-        num_iterations = self.num_iterations
-        iterations_per_epoch = self.iterations_per_epoch
-        start = time.perf_counter() - self.elapsed_s
-        reporter = ProgressReporter(
-            num_iterations, self.description, enabled=self.progress, printer=self.printer
+    def train(self, records: Records | None = None) -> None:
+        """Run the optimization (from the start, or from a loaded state); `records` (cvlab)
+        writes metrics.csv and epoch-end checkpoints into a run folder."""
+        options = LoopOptions(
+            print_every=self.print_every, verbose=self.verbose, progress=self.progress,
+            description=self.description, stop_on_divergence=self.stop_on_divergence,
+            printer=self.printer, iteration_printer=self.iteration_printer,
         )
-        # Diverging runs overflow on purpose; the non-finite loss is reported once, below.
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"), \
-                reporter:
-            reporter.advance(self.iteration)
-            for t in range(self.iteration, num_iterations):
-                loss = self._step()
-                self.iteration = t + 1
-                if self.verbose and t % self.print_every == 0:
-                    self.iteration_printer(f"(Iteration {t + 1} / {num_iterations}) loss: {loss:f}")
+        result = run_loop(SolverTask(self), options, records)
+        self.diverged = result.status == "diverged"
 
-                if self.stop_on_divergence and not np.isfinite(loss):
-                    self.diverged = True
-                    self.elapsed_s = time.perf_counter() - start
-                    self._log(t, loss)
-                    self.printer(f"loss is {loss} at iteration {t + 1}: the run diverged; "
-                                 "stopping")
-                    break
 
-                epoch_end = (t + 1) % iterations_per_epoch == 0
-                if epoch_end:
-                    self.epoch += 1
-                    for config in self.optim_configs.values():
-                        if "learning_rate" in config:
-                            config["learning_rate"] *= self.lr_decay
+class SolverTask:
+    """The Solver as a cvlab.train.core Task: the course's steps, checks and decay."""
 
-                check = t == 0 or t == num_iterations - 1 or epoch_end
-                train_acc = val_acc = None
-                if check:
-                    train_acc = self.check_accuracy(
-                        self.X_train, self.y_train, num_samples=self.num_train_samples
-                    )
-                    val_acc = self.check_accuracy(
-                        self.X_val, self.y_val, num_samples=self.num_val_samples
-                    )
-                    self.train_acc_history.append(train_acc)
-                    self.val_acc_history.append(val_acc)
-                    self._say(f"(Epoch {self.epoch} / {self.num_epochs}) train acc: "
-                              f"{train_acc:f}; val_acc: {val_acc:f}")
-                    if val_acc > self.best_val_acc or not self.best_params:
-                        self.best_val_acc = max(val_acc, self.best_val_acc)
-                        self.best_params = {k: v.copy() for k, v in self.model.params.items()}
-                self.elapsed_s = time.perf_counter() - start
-                self._log(t, loss, train_acc, val_acc)
-                fields: dict[str, object] = {"loss": loss}
-                if val_acc is not None:
-                    fields.update(train_acc=train_acc, val_acc=val_acc)
-                reporter.advance(1, **fields)
-                if epoch_end:
-                    self._save_checkpoint()
+    metric_columns = ("train_acc", "val_acc")
+    flush_every = 1
 
+    def __init__(self, solver: Solver) -> None:
+        self.solver = solver
+
+    @property
+    def iteration(self) -> int:
+        return self.solver.iteration
+
+    @property
+    def epoch(self) -> int:
+        return self.solver.epoch
+
+    @property
+    def num_epochs(self) -> int:
+        return self.solver.num_epochs
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        return self.solver.iterations_per_epoch
+
+    def step(self) -> float:
+        # Diverging runs overflow on purpose; the loop reports the non-finite loss once.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            loss = self.solver._step()
+        self.solver.iteration += 1
+        return loss
+
+    def to_floats(self, losses: list[Any]) -> list[float]:
+        return [float(v) for v in losses]
+
+    def learning_rate(self) -> float | None:
+        return self.solver.learning_rate()
+
+    def end_epoch(self) -> None:
+        self.solver._end_epoch()
+
+    def should_evaluate(self, epoch_end: bool) -> bool:
+        return epoch_end or self.solver.iteration == 1
+
+    def evaluate(self) -> dict[str, float]:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            train_acc, val_acc = self.solver._check()
+        return {"train_acc": train_acc, "val_acc": val_acc}
+
+    def describe(self, metrics: dict[str, float]) -> str:
+        return (f"(Epoch {self.solver.epoch} / {self.solver.num_epochs}) train acc: "
+                f"{metrics['train_acc']:f}; val_acc: {metrics['val_acc']:f}")
+
+    def state(self) -> dict[str, Any]:
+        return self.solver.state()
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.solver.load_state(state)
+
+    def finish(self, status: str) -> None:
+        self.solver.diverged = status == "diverged"
         # At the end of training swap the best params into the model.
-        if self.best_params:
-            self.model.params = {k: v.copy() for k, v in self.best_params.items()}
+        if self.solver.best_params:
+            self.solver.model.params = {k: v.copy() for k, v in self.solver.best_params.items()}
 
-    def _log(self, t: int, loss: float, train_acc: float | None = None,
-             val_acc: float | None = None) -> None:
-        if self.logger is None:
-            return
-        self.logger.log(iteration=t + 1, epoch=self.epoch, loss=loss, train_acc=train_acc,
-                        val_acc=val_acc, lr=self.learning_rate(),
-                        elapsed_s=round(self.elapsed_s, 4))
+
+def _check_fits(state: dict[str, Any], solver: Solver) -> None:
+    params = solver.model.params
+    if set(state["params"]) != set(params):
+        raise ValueError(f"the checkpoint's params {sorted(state['params'])} are not the "
+                         f"model's {sorted(params)}")
+    for name, value in state["params"].items():
+        if value.shape != params[name].shape or value.dtype != params[name].dtype:
+            raise ValueError(f"the checkpoint's {name} is {value.dtype}{list(value.shape)}, the "
+                             f"model's {params[name].dtype}{list(params[name].shape)}")
+    if state["batch_size"] != solver.batch_size or state["num_train"] != solver.X_train.shape[0]:
+        raise ValueError(
+            f"the checkpoint was written with batch_size={state['batch_size']} and "
+            f"{state['num_train']} training images; this run has batch_size="
+            f"{solver.batch_size} and {solver.X_train.shape[0]}"
+        )
+
+
+def _rng_state(rng: Any) -> Any:
+    if hasattr(rng, "get_state"):
+        return rng.get_state()
+    return copy.deepcopy(rng.bit_generator.state)
+
+
+def _set_rng_state(rng: Any, state: Any) -> None:
+    if hasattr(rng, "set_state"):
+        rng.set_state(state)
+    else:
+        rng.bit_generator.state = state

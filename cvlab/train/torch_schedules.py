@@ -38,23 +38,24 @@ class ManualSGD(torch.optim.Optimizer):
                     param.add_(param.grad, alpha=-group["lr"])
 
 
-def make_optimizer(
-    model: nn.Module, opt: Any, api: str | None = None, bias_lr_scale: float | None = None
-) -> torch.optim.Optimizer:
-    """The torch optimizer for `model` from an OptimizerConfig `opt`.
-
-    Models with a `param_groups(lr, weight_decay, bias_lr_scale)` method (the challenge net)
-    choose their own groups; their weight decay is then per step (decoupled from the rate).
-    """
+def model_params(model: nn.Module, opt: Any, bias_lr_scale: float | None = None) -> Any:
+    """What the optimizer of `model` updates: its trainable parameters, or the groups of a
+    model with a `param_groups(lr, weight_decay, bias_lr_scale)` method (the challenge net,
+    whose weight decay is then per step, decoupled from the rate)."""
     if hasattr(model, "param_groups") and bias_lr_scale is not None:
-        params: Any = model.param_groups(opt.learning_rate, opt.weight_decay, bias_lr_scale)
-        weight_decay = 0.0  # set per group
-    else:
-        params = [p for p in model.parameters() if p.requires_grad]
-        weight_decay = opt.weight_decay
+        return model.param_groups(opt.learning_rate, opt.weight_decay, bias_lr_scale)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def make_optimizer(params: Any, opt: Any, manual_sgd: bool = False) -> torch.optim.Optimizer:
+    """The torch optimizer named by the OptimizerConfig `opt` over `params` (tensors, or
+    groups that set their own weight decay); `manual_sgd`: the barebones `w -= lr * dw`."""
+    params = list(params)
+    grouped = bool(params) and isinstance(params[0], dict)
+    weight_decay = 0.0 if grouped else opt.weight_decay
     lr = opt.learning_rate
     if opt.name == "sgd":
-        if api == "barebones" and weight_decay == 0.0:
+        if manual_sgd and weight_decay == 0.0:
             return ManualSGD(params, lr)
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
     if opt.name == "sgd_momentum":

@@ -26,8 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-API_LEVELS = ("barebones", "module", "sequential")
-
+from cvlab.models.torch_common import API_LEVELS
 
 # ----------------------------------------------------------------------------- barebones
 

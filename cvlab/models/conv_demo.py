@@ -4,7 +4,7 @@ As in the course notebook: two RGB images, cropped to squares and resized to S x
 through `conv_forward_naive` (stride 1, pad 1) with two filters:
     filter 0: grayscale, 0.3 R + 0.6 G + 0.1 B on the centre tap, bias 0
     filter 1: horizontal-edge Sobel on the blue channel, bias 128
-The run folder gets, for the plot engineer's figure (and anyone else):
+The run folder gets:
     conv_demo_inputs.npy   (2, 3, S, S) float64 input images, 0-255
     conv_demo_outputs.npy  (2, 2, S, S) float64 filter responses
     conv_demo_filters.npy  (2, 3, 3, 3) and conv_demo_bias.npy (2,)
@@ -14,15 +14,19 @@ The run folder gets, for the plot engineer's figure (and anyone else):
 
 from __future__ import annotations
 
+import io
 import logging
-import time
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cvlab.config import check
 from cvlab.errors import UserError
-from cvlab.runs import write_summary
+from cvlab.models.registry import ModelSpec, register
+from cvlab.runs import atomic_write, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -120,51 +124,63 @@ def apply_demo_filters(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def run_conv_demo(cfg: Any, run_dir: Path) -> int:
-    """Filter two images (cfg.model.images, or the built-in pair) and save inputs and outputs."""
-    from PIL import Image
+def run_conv_demo(cfg: ConvDemoConfig, run_dir: Path) -> dict[str, Any]:
+    """Filter two images (cfg.images, or the built-in pair); save inputs, outputs, PNGs.
 
-    start = time.perf_counter()
-    run_dir = Path(run_dir)
-    size = cfg.model.image_size
-    if cfg.model.images:
-        if len(cfg.model.images) > 8:
-            raise UserError(f"model.images has {len(cfg.model.images)} files; give at most 8")
-        named = [(Path(p).stem, read_image(p)) for p in cfg.model.images]
+    Returns the summary's metrics and the files written (relative to run_dir)."""
+    size = cfg.image_size
+    if cfg.images:
+        if len(cfg.images) > 8:
+            raise UserError(f"model.images has {len(cfg.images)} files; give at most 8")
+        named = [(Path(p).stem, read_image(p)) for p in cfg.images]
     else:
         named = builtin_images()[:2]
     x = np.stack([square_resize(image, size).transpose(2, 0, 1) for _, image in named])
     x = x.astype(np.float64)
     out = apply_demo_filters(x)
     w, b = demo_filters()
-
-    np.save(run_dir / "conv_demo_inputs.npy", x)
-    np.save(run_dir / "conv_demo_outputs.npy", out)
-    np.save(run_dir / "conv_demo_filters.npy", w)
-    np.save(run_dir / "conv_demo_bias.npy", b)
-    png_dir = run_dir / "conv_demo"
-    png_dir.mkdir(exist_ok=True)
-    files = []
+    arrays = {"conv_demo_inputs.npy": x, "conv_demo_outputs.npy": out,
+              "conv_demo_filters.npy": w, "conv_demo_bias.npy": b}
+    for name, array in arrays.items():
+        atomic_write(run_dir / name, partial(np.save, arr=array, allow_pickle=False), binary=True)
+    files = list(arrays)
     for k in range(len(named)):
-        for name, array in (("input", x[k].transpose(1, 2, 0)), ("gray", out[k, 0]),
-                            ("edges", out[k, 1])):
-            path = png_dir / f"{name}_{k}.png"
-            data = array.astype(np.uint8) if name == "input" else to_uint8(array)
-            Image.fromarray(data).save(path)
+        for name, image in (("input", x[k].transpose(1, 2, 0).astype(np.uint8)),
+                            ("gray", to_uint8(out[k, 0])), ("edges", to_uint8(out[k, 1]))):
+            path = run_dir / "conv_demo" / f"{name}_{k}.png"
+            atomic_write_bytes(path, png_bytes(image))
             files.append(str(path.relative_to(run_dir)))
-    write_summary(
-        run_dir,
-        status="completed",
-        dataset="images",
-        wall_time_s=round(time.perf_counter() - start, 3),
-        metrics={
-            "experiment": "conv_demo",
-            "images": [name for name, _ in named],
-            "image_size": size,
-            "filters": ["grayscale", "horizontal_edges_blue"],
-        },
-        files=["conv_demo_inputs.npy", "conv_demo_outputs.npy", "conv_demo_filters.npy",
-               "conv_demo_bias.npy", *files],
-    )
     log.info("conv demo: %d images filtered; arrays and PNGs in %s", len(named), run_dir)
-    return 0
+    return {"metrics": {"images": [name for name, _ in named], "image_size": size,
+                        "filters": ["grayscale", "horizontal_edges_blue"]},
+            "files": files}
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """An (H, W) or (H, W, 3) uint8 image encoded as PNG."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@dataclass
+class ConvDemoConfig:
+    """`experiment=conv_demo`: the course's grayscale and edge filters on two images.
+
+    `images`: image files (any format Pillow reads); empty = the two built-in images
+    (matplotlib's sample photo when present, and a generated scene). Images are resized to
+    `image_size` x `image_size` before filtering.
+    """
+
+    type: str = "conv_demo"
+    images: list[str] = field(default_factory=list)
+    image_size: int = 200
+
+    def __post_init__(self) -> None:
+        check(self.image_size >= 3, "image_size", self.image_size, "an integer >= 3")
+
+
+SPEC = register(ModelSpec(name="conv_demo", family="demo", schema=ConvDemoConfig,
+                          build=run_conv_demo))

@@ -1,0 +1,125 @@
+"""`cvlab train` for the numpy models: data, model and the course's Solver, as one Task.
+
+    prepared = prepare(cfg, spec, model_cfg)    # Prepared: the task, the dataset, ...
+
+The Solver draws minibatches from RandomState(seed); the course's layers draw dropout masks
+from numpy's global RNG, which is seeded too, so that a seeded run is reproducible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+
+from cvlab.errors import UserError
+from cvlab.models.registry import ModelSpec
+from cvlab.train.core import LoopResult
+from cvlab.train.run import Prepared
+from cvlab.train.solver import Solver, SolverTask
+
+# Decoded datasets kept per process: the jobs of a parallel sweep run in a few reused
+# worker processes, so each worker loads the data once.
+_DATA_CACHE: dict[str, tuple[Any, dict[str, np.ndarray]]] = {}
+
+
+def load_data(dataset_cfg: Any, dtype: str, announce: Any) -> tuple[Any, dict[str, np.ndarray]]:
+    """(splits, course data dict) for a dataset config, memoized per process."""
+    from cvlab.data import load_splits, preprocess
+
+    key = f"{dataset_cfg!r}/{dtype}"
+    if key not in _DATA_CACHE:
+        splits = load_splits(dataset_cfg, announce=announce)
+        data = preprocess(splits, subtract_mean=dataset_cfg.subtract_mean, dtype=dtype)
+        _DATA_CACHE.clear()  # keep one dataset at a time
+        _DATA_CACHE[key] = (splits, data)
+    return _DATA_CACHE[key]
+
+
+def optim_config_of(optimizer_cfg: Any) -> dict[str, float]:
+    """The update rule's hyperparameters from the optimizer section."""
+    from cvlab.train.optim import HYPERPARAMETERS, UPDATE_RULES
+
+    if optimizer_cfg.name not in UPDATE_RULES:
+        raise UserError(f"optimizer={optimizer_cfg.name!r} is not available for numpy models: "
+                        f"use one of {', '.join(UPDATE_RULES)}")
+    return {key: getattr(optimizer_cfg, key) for key in HYPERPARAMETERS[optimizer_cfg.name]}
+
+
+def thread_limit(threads: int | None) -> contextlib.AbstractContextManager:
+    """Limit BLAS threads to `threads` (None: keep the process's setting)."""
+    if threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads)
+
+
+def blas_threads() -> int | None:
+    """Threads the BLAS library currently uses (for the records)."""
+    from threadpoolctl import threadpool_info
+
+    counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+    return max(counts) if counts else None
+
+
+class NumpyRunTask(SolverTask):
+    """The Solver's task plus what a run folder records: final metrics, test accuracy and
+    the weights."""
+
+    def __init__(self, solver: Solver, data: dict[str, np.ndarray]) -> None:
+        super().__init__(solver)
+        self.data = data
+
+    def final_metrics(self, result: LoopResult) -> dict[str, Any]:
+        s = self.solver
+        train_seconds = result.train_time_s
+        return {
+            "best_val_acc": max(s.val_acc_history) if s.val_acc_history else None,
+            "best_train_acc": max(s.train_acc_history) if s.train_acc_history else None,
+            "final_val_acc": s.val_acc_history[-1] if s.val_acc_history else None,
+            "final_train_acc": s.train_acc_history[-1] if s.train_acc_history else None,
+            "iterations": s.iteration,
+            "epochs": s.epoch,
+            "train_time_s": round(train_seconds, 3),
+            "images_per_s": (result.updates * s.batch_size / train_seconds
+                             if train_seconds > 0 else None),
+            "blas_threads": blas_threads(),
+        }
+
+    def evaluate_split(self, split: str) -> dict[str, float]:
+        X, y = self.data[f"X_{split}"], self.data[f"y_{split}"]
+        with np.errstate(over="ignore", invalid="ignore"):
+            return {f"{split}_acc": self.solver.check_accuracy(X, y)}
+
+    def weights(self) -> dict[str, dict[str, np.ndarray]]:
+        """The run's model: the params with the best validation accuracy (the course's)."""
+        return {"model": dict(self.solver.model.params)}
+
+    def scale_learning_rate(self, factor: float) -> None:
+        for config in self.solver.optim_configs.values():
+            if "learning_rate" in config:
+                config["learning_rate"] *= factor
+
+    def write_extras(self, run_dir: Any) -> list[str]:
+        return []
+
+
+def prepare(cfg: Any, spec: ModelSpec, model_cfg: Any, announce: Any) -> Prepared:
+    """The numpy run of `cfg`: its data, its model (`spec.build`) and a NumpyRunTask."""
+    np.random.seed(cfg.seed)
+    rng = np.random.RandomState(cfg.seed)
+    splits, data = load_data(cfg.dataset, model_cfg.dtype, announce)
+    input_shape = tuple(int(d) for d in data["X_train"].shape[1:])
+    model = spec.build(model_cfg, input_shape, splits.num_classes, rng)
+    solver = Solver(
+        model, data, update_rule=cfg.optimizer.name, optim_config=optim_config_of(cfg.optimizer),
+        lr_decay=cfg.optimizer.lr_decay, batch_size=cfg.batch_size, num_epochs=cfg.epochs,
+        num_train_samples=cfg.num_train_samples, num_val_samples=cfg.num_val_samples,
+        print_every=cfg.print_every, rng=rng,
+    )
+    return Prepared(task=NumpyRunTask(solver, data), dataset=splits.name,
+                    dataset_source=splits.source, device="cpu (numpy)",
+                    settings={"num_train": int(data["X_train"].shape[0])},
+                    context=thread_limit(cfg.device.threads))
