@@ -107,3 +107,21 @@ def http_folder(tmp_path):
     yield www, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
+
+
+def train_in():
+    """`train_in(run_dir, cfg)` trains a validated TrainConfig in `run_dir` as `cvlab train`
+    does (config.yaml first); returns the RunSummary."""
+    return _train_in
+
+
+def _train_in(run_dir: Path, cfg):
+    import dataclasses
+
+    import yaml
+
+    from cvlab.train.run import train
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg)))
+    return train(cfg, run_dir)

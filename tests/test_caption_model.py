@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cvlab.models.nets.captioning import PARAM_NAMES, CaptioningRNN
-from cvlab.train.caption_solver import CaptioningSolver, SolverSettings
+from cvlab.train.caption_solver import CaptioningSolver
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -118,9 +118,8 @@ def test_tiny_overfit_drives_loss_down(cell_type):
             "train_urls": np.array([""] * N)}
     model = CaptioningRNN(word_to_idx, input_dim=16, wordvec_dim=16, hidden_dim=32,
                           cell_type=cell_type, generator=torch.Generator().manual_seed(0))
-    solver = CaptioningSolver(model, data, SolverSettings(learning_rate=2e-2, batch_size=10,
-                                                          num_epochs=60),
-                              rng=np.random.RandomState(0))
+    solver = CaptioningSolver(model, data, learning_rate=2e-2, batch_size=10, num_epochs=60,
+                              verbose=False, rng=np.random.RandomState(0))
     assert solver.train() == "completed"
     first, last = solver.loss_history[0], float(np.mean(solver.loss_history[-5:]))
     assert last < 0.1 < first

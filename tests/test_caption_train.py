@@ -11,7 +11,6 @@ import pytest
 from cvlab.config.train import validate_train
 from cvlab.errors import UserError
 from cvlab.runs import read_summary
-from cvlab.train.run_captioning import run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -39,17 +38,16 @@ def config(shapes_root: Path, **top):
     return validate_train(cfg)
 
 
-def test_run_records_metrics_bleu_samples_and_checkpoint(shapes_root, tmp_path):
+def test_run_records_metrics_bleu_samples_and_checkpoint(shapes_root, tmp_path, train_in):
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    assert run(config(shapes_root), run_dir) == 0
+    assert train_in(run_dir, config(shapes_root)).status == "completed"
     summary = read_summary(run_dir)
-    assert summary["status"] == "completed" and summary["dataset"] == "shapes_captions"
-    assert summary["wall_time_s"] > 0
-    m = summary["metrics"]
-    for key in ("BLEU-1", "BLEU-4", "course_bleu", "captions_per_s", "final_loss"):
+    assert summary.status == "completed" and summary.dataset == "shapes_captions"
+    assert summary.family == "captioning" and summary.wall_time_s > 0
+    m = summary.metrics
+    for key in ("val_bleu1", "val_bleu4", "val_course_bleu", "captions_per_s", "final_loss"):
         assert key in m
-    assert 0 <= m["BLEU-4"] <= m["BLEU-1"] <= 1 and m["captions_per_s"] > 0
+    assert 0 <= m["val_bleu4"] <= m["val_bleu1"] <= 1 and m["captions_per_s"] > 0
     frame = pd.read_csv(run_dir / "metrics.csv")
     assert list(frame.columns[:3]) == ["iteration", "epoch", "loss"]
     steps = frame.dropna(subset=["loss"])
@@ -61,7 +59,7 @@ def test_run_records_metrics_bleu_samples_and_checkpoint(shapes_root, tmp_path):
     assert set(samples["splits"]) == {"train", "val"}
     first = samples["splits"]["val"][0]
     assert Path(first["image"]).is_file() and first["references"] and "generated" in first
-    assert (run_dir / "checkpoint.pt").is_file()
+    assert (run_dir / "checkpoint.npz").is_file() and (run_dir / "model.npz").is_file()
 
     from cvlab.plot.captioning import plot_captioning_run
 
@@ -70,42 +68,42 @@ def test_run_records_metrics_bleu_samples_and_checkpoint(shapes_root, tmp_path):
     assert all(p.stat().st_size > 1000 for p in written)
 
 
-def test_resume_continues_where_the_checkpoint_stopped(shapes_root, tmp_path):
+def test_resume_continues_where_the_checkpoint_stopped(shapes_root, tmp_path, train_in):
     first, second, straight = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    for d in (first, second, straight):
-        d.mkdir()
-    run(config(shapes_root, cell_type="rnn", epochs=1), first)
-    run(config(shapes_root, cell_type="rnn", epochs=2, resume=str(first)), second)
-    run(config(shapes_root, cell_type="rnn", epochs=2), straight)
+    train_in(first, config(shapes_root, cell_type="rnn", epochs=1))
+    train_in(second, config(shapes_root, cell_type="rnn", epochs=2, resume=str(first)))
+    train_in(straight, config(shapes_root, cell_type="rnn", epochs=2))
     resumed = pd.read_csv(second / "metrics.csv").dropna(subset=["loss"])
     direct = pd.read_csv(straight / "metrics.csv").dropna(subset=["loss"])
     assert list(resumed["iteration"]) == list(direct["iteration"])  # no gap, no duplicates
     assert resumed["loss"].tolist() == pytest.approx(direct["loss"].tolist(), rel=1e-5)
-    assert read_summary(second)["metrics"]["epochs"] == 2
+    assert read_summary(second).metrics["epochs"] == 2
+    assert read_summary(second).resumed_from == str(first)
 
-    with pytest.raises(UserError, match="no captioning checkpoint"):
-        run(config(shapes_root, resume=str(tmp_path / "nowhere")), tmp_path)
-    with pytest.raises(UserError, match="does not fit this model"):
-        run(config(shapes_root, cell_type="lstm", epochs=2, resume=str(first)), tmp_path)
+    with pytest.raises(UserError, match="no checkpoint.npz"):
+        train_in(tmp_path / "d", config(shapes_root, resume=str(tmp_path / "nowhere")))
+    with pytest.raises(UserError, match="model.cell_type='lstm' cannot apply"):
+        train_in(tmp_path / "e", config(shapes_root, cell_type="lstm", epochs=2,
+                                        resume=str(first)))
 
 
-def test_non_finite_loss_stops_as_diverged(shapes_root, tmp_path):
+def test_non_finite_loss_stops_as_diverged(shapes_root, tmp_path, train_in):
     cfg = config(shapes_root, cell_type="rnn", epochs=3,
                  optimizer={"name": "sgd", "learning_rate": 1e30})
-    assert run(cfg, tmp_path) == 0
+    assert train_in(tmp_path, cfg).status == "diverged"
     summary = read_summary(tmp_path)
-    assert summary["status"] == "diverged"
-    assert summary["metrics"]["iterations"] < 3 * 2
+    assert summary.status == "diverged"
+    assert summary.metrics["iterations"] < 3 * 2
 
 
-def test_missing_coco_is_a_user_error(tmp_path):
+def test_missing_coco_is_a_user_error(tmp_path, train_in):
     cfg = validate_train({"model": {"type": "captioning"},
                           "dataset": {"name": "coco", "root": str(tmp_path / "none")}})
     with pytest.raises(UserError, match="COCO captioning not found.*cvlab data fetch"):
-        run(cfg, tmp_path)
+        train_in(tmp_path / "a", cfg)
     cfg = validate_train({"model": {"type": "captioning"}, "dataset": {"name": "cifar10"}})
     with pytest.raises(UserError, match="holds no captions"):
-        run(cfg, tmp_path)
+        train_in(tmp_path / "b", cfg)
 
 
 def test_config_rejects_bad_values():
@@ -131,8 +129,8 @@ def test_cli_trains_the_overfit_experiment(tmp_path, cvlab):
     assert result.returncode == 0, result.stderr
     run_dir = next((tmp_path / "outputs" / "train").glob("*/*"))
     summary = read_summary(run_dir)
-    assert summary["status"] == "completed"
-    assert summary["metrics"]["final_loss"] < 0.1  # the course's overfit target
+    assert summary.status == "completed"
+    assert summary.metrics["final_loss"] < 0.1  # the course's overfit target
     bad = cvlab("train", "model=caption_rnn", "dataset=coco", f"dataset.root={tmp_path / 'none'}",
                 f"outputs_root={tmp_path / 'o2'}", env=env)
     assert bad.returncode == 2

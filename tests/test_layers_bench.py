@@ -33,7 +33,8 @@ def test_bench_layers_quick_writes_table_and_csv(cvlab, tmp_path):
         assert float(row["speedup"]) == pytest.approx(reference / candidate, rel=1e-2)
     summary = json.loads(summary_path.read_text())
     assert summary["status"] == "completed"
-    assert summary["implementation"] == implementation() and summary["quick"] is True
+    details = summary["details"]
+    assert details["implementation"] == implementation() and details["quick"] is True
 
 
 def test_bench_train_is_dispatched_lazily(monkeypatch, tmp_path):

@@ -11,7 +11,7 @@ import cvlab.models
 
 def test_recurrent_layers_and_captioner_are_exported():
     from cvlab.layers import rnn
-    from cvlab.models import captioning
+    from cvlab.models.nets import captioning
 
     for name in cvlab.layers._RECURRENT:
         assert getattr(cvlab.layers, name) is getattr(rnn, name)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +10,15 @@ import pytest
 import yaml
 
 from cvlab.errors import UserError
+from cvlab.models.registry import spec_for
 from cvlab.plot import plot_folder, resolve_target
 from cvlab.plot.detect import describe_target
 from cvlab.plot.images import filter_grid
-from cvlab.plot.records import accuracy_series, final_loss, load_run
+from cvlab.plot.records import accuracy_series, load_run
 from cvlab.plot.sweeps import weight_scale_series
 from cvlab.runs import MetricsLogger, summarize_sweep, write_summary
+from cvlab.train.core import final_loss_metrics
+from cvlab.train.run import save_weights
 
 COLUMNS = ["train_acc", "val_acc", "lr", "elapsed_s"]
 
@@ -55,8 +57,11 @@ def make_run(run_dir: Path, *, model: dict | None = None, epochs: int = 3,
                 logger.log(iteration=t + 1, epoch=epoch, train_acc=acc, val_acc=acc * 0.8,
                            lr=lr)
                 lr *= lr_decay
-    write_summary(run_dir, status=status, dataset="synthetic", wall_time_s=1.5,
-                  metrics={"best_val_acc": final_acc * 0.8})
+    model_type = config["model"].get("type", "fc_net")
+    write_summary(run_dir, status=status, command="train", family=spec_for(model_type).family,
+                  model_type=model_type, dataset="synthetic", wall_time_s=1.5,
+                  metrics={"best_val_acc": final_acc * 0.8, "best_train_acc": final_acc,
+                           **final_loss_metrics([float(v) for v in losses])})
     return run_dir
 
 
@@ -94,14 +99,15 @@ def assert_png(path: Path) -> None:
     assert image[..., :3].std() > 0  # not a blank canvas
 
 
-def test_final_loss_is_the_mean_of_the_last_100_iterations(tmp_path):
+def test_a_run_reads_its_numbers_from_its_summary(tmp_path):
     losses = list(np.linspace(3.0, 1.0, 150))
     run = load_run(make_run(tmp_path / "run", epochs=3, iterations_per_epoch=50, losses=losses))
-    assert run.stats["final_loss"] == pytest.approx(np.mean(losses[-100:]))
-    assert run.stats["best_train_acc"] == pytest.approx(0.6)
-    assert run.stats["best_val_acc"] == pytest.approx(0.48)
+    assert run.metric("final_loss_mean") == pytest.approx(np.mean(losses[-75:]))
+    assert run.metric("best_train_acc") == pytest.approx(0.6)
+    assert run.metric("best_val_acc") == pytest.approx(0.48)
+    assert run.family == "numpy" and run.model_type == "fc_net"
     diverged = load_run(make_run(tmp_path / "bad", losses=[2.0, math.nan]))
-    assert final_loss(diverged.metrics) == math.inf
+    assert diverged.metric("final_loss_mean") == math.inf
 
 
 @pytest.mark.parametrize("style", ["numpy", "torch"])
@@ -137,15 +143,18 @@ def test_weight_scale_sweep_figure_report_and_table(tmp_path):
     assert list(series) == ["batchnorm", "baseline"]
     assert [r.get("model.weight_scale") for r in series["baseline"]] == SCALES
     diverged = series["baseline"][-1]
-    assert diverged.status == "diverged" and diverged.stats["final_loss"] == math.inf
+    assert diverged.status == "diverged" and diverged.metric("final_loss_mean") == math.inf
     report = (sweep / "report.md").read_text()
     assert "![weight_scale](plots/weight_scale.png)" in report
     assert "diverged" in report
-    assert "batchnorm: best val acc 0.560 at weight scale 1.00e-04; 0 of 3" in report
-    assert "baseline: best val acc 0.240 at weight scale 1.00e-04; 1 of 3" in report
+    assert ("batchnorm: best val acc 0.560 at weight scale 1.00e-04; of 3 scales, 0 diverged"
+            in report)
+    assert "baseline: best val acc 0.240 at weight scale 1.00e-04; of 3 scales, 1 diverged" \
+        in report
+    assert "x the typical starting loss" in report  # the threshold is explained
     assert len(result.table.rows) == 6
     assert result.table.columns[:4] == ["job", "model", "weight scale", "status"]
-    assert result.table.rows[5][1:6] == ["baseline", "1.00e+00", "diverged", "0.1", "0.1"]
+    assert result.table.rows[5][1:6] == ["baseline", "1.00e+00", "diverged", "0.3", "0.24"]
 
 
 def test_batch_size_sweep_lines_per_batch_size_plus_baseline(tmp_path):
@@ -182,10 +191,10 @@ def test_single_cnn_run_draws_curves_and_the_filter_grid(tmp_path):
     run_dir = make_run(tmp_path / "cnn", model={"type": "three_layer_convnet",
                                                 "num_filters": 32, "filter_size": 7})
     rng = np.random.default_rng(0)
-    # as the numpy Solver leaves it: params.npz (W1, b1, ...) beside checkpoint.pkl
-    np.savez(run_dir / "params.npz", W1=rng.normal(size=(32, 3, 7, 7)),
-             b1=np.zeros(32), W2=rng.normal(size=(10, 10)))
-    (run_dir / "checkpoint.pkl").write_bytes(b"not read for plots")
+    # as a numpy run leaves it: model.npz (W1, b1, ...)
+    save_weights(run_dir, {"model": {"W1": rng.normal(size=(32, 3, 7, 7)), "b1": np.zeros(32),
+                                     "W2": rng.normal(size=(10, 10))}},
+                 load_run(run_dir).summary)
     result = plot_folder(run_dir)
     assert result.target.kind == "run" and not result.target.is_set
     assert [p.name for p in result.figures] == ["curves.png", "filters.png"]
@@ -227,18 +236,17 @@ def imread_shape(path: Path) -> tuple[int, ...]:
     return imread(path).shape
 
 
-@pytest.mark.slow  # importing torch alone takes seconds
-def test_torch_cnn_filters_from_checkpoint_pt(tmp_path):
+def test_torch_cnn_filters_from_its_weights(tmp_path):
     torch = pytest.importorskip("torch")
     run_dir = make_run(tmp_path / "torch", model={"type": "torch_cnn", "api": "sequential"})
     weight = torch.randn(16, 3, 5, 5)
-    torch.save({"model": {"0.weight": weight, "0.bias": torch.zeros(16)}, "epoch": 1},
-               run_dir / "checkpoint.pt")
+    save_weights(run_dir, {"model": {"0.weight": weight, "0.bias": torch.zeros(16)}},
+                 load_run(run_dir).summary)
     result = plot_folder(run_dir)
     assert [p.name for p in result.figures] == ["curves.png", "filters.png"]
     from cvlab.plot.records import first_layer_filters
 
-    np.testing.assert_allclose(first_layer_filters(run_dir), weight.numpy())
+    np.testing.assert_allclose(first_layer_filters(load_run(run_dir)), weight.numpy())
 
 
 def test_conv_demo_run_collects_the_saved_images(tmp_path):
@@ -246,7 +254,7 @@ def test_conv_demo_run_collects_the_saved_images(tmp_path):
     run_dir.mkdir()
     (run_dir / "config.yaml").write_text(yaml.safe_dump({"experiment": "conv_demo",
                                                          "model": {"type": "conv_demo"}}))
-    write_summary(run_dir, status="completed")
+    write_summary(run_dir, status="completed", family="demo", model_type="conv_demo")
     np.save(run_dir / "input_0.npy", np.zeros((32, 32, 3), dtype=np.uint8) + 100)
     np.save(run_dir / "gray_0.npy", np.linspace(0, 1, 32 * 32).reshape(32, 32))
     result = plot_folder(run_dir)
@@ -258,6 +266,7 @@ def test_conv_demo_figure_from_the_saved_arrays(tmp_path):
     run_dir = tmp_path / "demo"
     run_dir.mkdir()
     (run_dir / "config.yaml").write_text(yaml.safe_dump({"experiment": "conv_demo"}))
+    write_summary(run_dir, status="completed", family="demo", model_type="conv_demo")
     rng = np.random.default_rng(0)
     np.save(run_dir / "conv_demo_inputs.npy", rng.uniform(0, 255, size=(2, 3, 16, 16)))
     np.save(run_dir / "conv_demo_outputs.npy", rng.normal(size=(2, 2, 16, 16)))
@@ -286,21 +295,19 @@ def test_captioning_runs_go_to_the_captioning_plotter(tmp_path, monkeypatch):
     assert [p.name for p in result.figures] == ["captions.png"]
 
 
-def test_latest_picks_the_newest_run_or_sweep(tmp_path):
+def test_latest_picks_the_newest_run_or_sweep_that_did_not_fail(tmp_path, capsys):
     outputs = tmp_path / "outputs"
     run = make_run(outputs / "train" / "2026-11-26" / "03-00-00-000000")
     sweep = make_sweep(outputs / "train" / "multirun" / "2026-11-26" / "04-00-00-000000",
                        [{"baseline": False}])
     (outputs / "plot" / "2026-11-26" / "05-00-00").mkdir(parents=True)  # never a candidate
-    old, new = 1_700_000_000, 1_800_000_000
-    for path in [run, *run.iterdir()]:
-        os.utime(path, (new, new))
-    for path in [sweep, *sweep.iterdir()]:
-        os.utime(path, (old, old))
-    assert resolve_target("latest", outputs) == run
-    for path in [sweep, *sweep.iterdir()]:
-        os.utime(path, (new + 10, new + 10))
-    assert resolve_target("latest", outputs) == sweep
+    assert resolve_target("latest", outputs) == sweep.resolve()
+    make_run(outputs / "train" / "2026-11-27" / "01-00-00-000000", status="failed")
+    assert resolve_target("latest", outputs) == sweep.resolve()
+    assert "skipped 1 newer failed run" in capsys.readouterr().out
+    newer = make_run(outputs / "train" / "2026-11-27" / "02-00-00-000000")
+    assert resolve_target("latest", outputs) == newer.resolve()
+    assert run.is_dir()
 
 
 def test_bad_targets_are_user_errors(tmp_path):

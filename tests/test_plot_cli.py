@@ -33,7 +33,7 @@ def test_plot_latest_sweep_writes_plots_report_and_its_own_summary(tmp_path):
     (run_dir,) = plot_run_dirs(tmp_path)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed"
-    assert summary["target"] == str(sweep.resolve())
+    assert summary["details"]["target"] == str(sweep.resolve())
     assert str(sweep / "plots" / "weight_scale.png") in summary["files"]
     assert str(sweep / "report.md") in summary["files"]
 

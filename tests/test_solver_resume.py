@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 
-from cvlab.errors import UserError
 from cvlab.models import FullyConnectedNet
-from cvlab.runs import MetricsLogger, read_metrics
-from cvlab.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from cvlab.train.solver import METRIC_COLUMNS, Solver
-
-
-class Interrupt(Exception):
-    pass
+from cvlab.runs import read_metrics
+from cvlab.train.core import CHECKPOINT_NAME, Interrupted, Records
+from cvlab.train.solver import Solver
+from cvlab.train.state import StateError, load_state
 
 
 def _data():
@@ -26,49 +24,50 @@ def _data():
     }
 
 
-def _solver(run_dir, logger=None, **kwargs):
+class StoppingSolver(Solver):
+    """Interrupted (as by Ctrl-C) before the update after `stop_at` updates."""
+
+    stop_at: int | None = None
+
+    def _step(self):
+        if self.iteration == self.stop_at:
+            raise Interrupted()
+        return super()._step()
+
+
+def _solver(stop_at=None):
     # Batchnorm (running statistics live outside params) and dropout (masks from numpy's
     # global RNG) make the state that a checkpoint must carry non-trivial.
     np.random.seed(3)
     model = FullyConnectedNet([20, 20], input_dim=48, normalization="batchnorm",
                               dropout_keep_ratio=0.7, weight_scale=5e-2,
                               rng=np.random.RandomState(0))
-    return Solver(model, _data(), update_rule="adam", optim_config={"learning_rate": 1e-2},
-                  lr_decay=0.9, batch_size=10, num_epochs=4, num_train_samples=20,
-                  num_val_samples=15, verbose=False, rng=np.random.RandomState(1),
-                  checkpoint_dir=run_dir, logger=logger, **kwargs)
-
-
-def _interrupt_after_epoch(epoch):
-    def hook(solver):
-        if solver.epoch == epoch:
-            raise Interrupt
-
-    return hook
+    solver = StoppingSolver(model, _data(), update_rule="adam",
+                            optim_config={"learning_rate": 1e-2}, lr_decay=0.9, batch_size=10,
+                            num_epochs=4, num_train_samples=20, num_val_samples=15,
+                            verbose=False, rng=np.random.RandomState(1))
+    solver.stop_at = stop_at
+    return solver
 
 
 def test_resume_reaches_the_same_params_and_histories(tmp_path):
+    # Bit-exact: one process, the same BLAS kernels and thread count for both runs.
     full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
-    full_logger = MetricsLogger(full_dir, METRIC_COLUMNS)
-    full = _solver(full_dir, full_logger)
-    full.train()
-    full_logger.close()
+    full_dir.mkdir()
+    cut_dir.mkdir()
+    full = _solver()
+    full.train(Records(full_dir))
 
-    cut_logger = MetricsLogger(cut_dir, METRIC_COLUMNS)
-    cut = _solver(cut_dir, cut_logger, on_checkpoint=_interrupt_after_epoch(2))
-    with pytest.raises(Interrupt):
-        cut.train()
-    cut_logger.close()
-    saved = load_checkpoint(cut_dir)
+    cut = _solver(stop_at=14)  # two epochs of 6 updates, and 2 more
+    with pytest.raises(Interrupted):
+        cut.train(Records(cut_dir))
+    saved = load_state(cut_dir / CHECKPOINT_NAME)["task"]
     assert saved["epoch"] == 2 and saved["iteration"] == 12
 
     np.random.seed(999)  # a fresh process would have another global RNG state
-    resumed = _solver(cut_dir)
-    resumed.resume(cut_dir / CHECKPOINT_NAME)
-    resumed.logger = MetricsLogger(cut_dir, METRIC_COLUMNS,
-                                   truncate_after_iteration=resumed.iteration)
-    resumed.train()
-    resumed.logger.close()
+    resumed = _solver()
+    resumed.resume(cut_dir)
+    resumed.train(Records(cut_dir, carry_from=cut_dir))
 
     assert resumed.loss_history == full.loss_history
     assert resumed.train_acc_history == full.train_acc_history
@@ -87,21 +86,30 @@ def test_resume_reaches_the_same_params_and_histories(tmp_path):
     assert a[columns].equals(b[columns])
 
 
-def test_checkpoint_written_at_each_epoch_end(tmp_path):
-    epochs = []
+def test_checkpoint_written_at_each_epoch_end_atomically(tmp_path):
+    seen = []
 
-    def hook(solver):
-        epochs.append((solver.epoch, load_checkpoint(tmp_path)["iteration"]))
+    class Watching(StoppingSolver):
+        def _step(self):
+            if self.iteration and self.iteration % 6 == 0:
+                seen.append(load_state(tmp_path / CHECKPOINT_NAME)["task"]["iteration"])
+            return super()._step()
 
-    _solver(tmp_path, on_checkpoint=hook).train()
-    assert epochs == [(1, 6), (2, 12), (3, 18), (4, 24)]
+    np.random.seed(3)
+    solver = Watching(FullyConnectedNet([5], input_dim=48, rng=np.random.RandomState(0)),
+                      _data(), batch_size=10, num_epochs=4, verbose=False)
+    solver.train(Records(tmp_path))
+    assert seen == [6, 12, 18]
+    assert load_state(tmp_path / CHECKPOINT_NAME)["task"]["iteration"] == 24
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
+    with zipfile.ZipFile(tmp_path / CHECKPOINT_NAME) as archive:  # arrays + JSON, no pickle
+        assert all(name == "state.json" or name.endswith(".npy") for name in archive.namelist())
 
 
 def test_resume_mismatch_is_reported(tmp_path):
-    _solver(tmp_path).train()
+    _solver().train(Records(tmp_path))
     other = Solver(FullyConnectedNet([5], input_dim=48), _data(), verbose=False)
-    with pytest.raises(ValueError, match="do not match"):
+    with pytest.raises(ValueError, match="are not the model's"):
         other.resume(tmp_path)
-    with pytest.raises(UserError, match="no checkpoint"):
+    with pytest.raises(StateError, match="does not exist"):
         other.resume(tmp_path / "missing")

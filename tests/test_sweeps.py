@@ -55,7 +55,7 @@ def test_weight_scale_sweep_with_a_diverging_and_a_failing_job(tmp_path):
         if values["dataset.num_train"] == "5000":
             assert row["status"] == "failed" and "num_train" in row["error"]
         elif scale == 1e6 and baseline:
-            assert row["status"] == "diverged" and row["diverged"] is True
+            assert row["status"] == "diverged"
         else:
             assert row["status"] == "completed", row
             assert 0 <= row["best_val_acc"] <= 1
@@ -65,9 +65,9 @@ def test_weight_scale_sweep_with_a_diverging_and_a_failing_job(tmp_path):
         if row["status"] != "failed":
             header = (job / "metrics.csv").read_text().splitlines()[0]
             assert header == "iteration,epoch,loss,train_acc,val_acc,lr,elapsed_s"
-            assert (job / "params.npz").is_file()
+            assert (job / "model.npz").is_file()
             # a checkpoint at each epoch end; the diverged job stopped before the first one
-            assert (job / "checkpoint.pkl").is_file() == (row["status"] == "completed")
+            assert (job / "checkpoint.npz").is_file() == (row["status"] == "completed")
             # joblib runs one job per core: BLAS threads per job = max(1, cores // jobs)
             assert row["blas_threads"] in (None, 1)
     assert (folder / "sweep_summary.csv").is_file()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -12,16 +14,11 @@ import torch
 from cvlab.config.train import OptimizerConfig, validate_train
 from cvlab.errors import UserError
 from cvlab.models.nets.torch_nets import build_three_layer_convnet
-from cvlab.train import run_torch, torch_trainer
-from cvlab.train.run_torch import run
+from cvlab.train import torch_task
+from cvlab.train.core import LoopOptions, Records, run_loop
+from cvlab.train.run import train
 from cvlab.train.torch_schedules import lr_factor
-from cvlab.train.torch_trainer import (
-    DeviceData,
-    FitSettings,
-    cpu_has_native_bf16,
-    fit,
-    load_checkpoint,
-)
+from cvlab.train.torch_task import DeviceData, Recipe, TorchRunTask, cpu_has_native_bf16
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -43,9 +40,10 @@ def stripes(num: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def tiny_data(num_train: int = 256) -> DeviceData:
     X, y = stripes(num_train + 200, 0)
-    return DeviceData.from_arrays(X[:num_train], y[:num_train], X[num_train:num_train + 100],
-                                  y[num_train:num_train + 100], X[-100:], y[-100:],
-                                  torch.device("cpu"))
+    splits = SimpleNamespace(X_train=X[:num_train], y_train=y[:num_train],
+                             X_val=X[num_train:num_train + 100],
+                             y_val=y[num_train:num_train + 100], X_test=X[-100:], y_test=y[-100:])
+    return DeviceData.from_splits(splits, torch.device("cpu"))
 
 
 def tiny_model(seed: int = 0) -> torch.nn.Module:
@@ -54,67 +52,72 @@ def tiny_model(seed: int = 0) -> torch.nn.Module:
                                      num_classes=4)
 
 
-def settings(**overrides) -> FitSettings:
+def settings(**overrides) -> Recipe:
     base = dict(optimizer=OptimizerConfig(name="sgd_momentum", learning_rate=0.02, nesterov=True),
                 epochs=3, batch_size=32, check_every=1000, crop_pad=1, flip="random",
-                progress=False, num_train_samples=100)
+                num_train_samples=100)
     base.update(overrides)
-    return FitSettings(**base)
+    return Recipe(**base)
 
 
-def quiet(line: str) -> None:
-    pass
+def fit(model, data, recipe, run_dir, resume_from=None):
+    """Train through the one loop; (task, loop result)."""
+    task = TorchRunTask(model, data, recipe, torch.device("cpu"))
+    resumed = None
+    if resume_from is not None:
+        from cvlab.train.state import load_state
+
+        tree = load_state(resume_from / "checkpoint.npz")
+        task.load_state(tree["task"])
+        resumed = tree["loop"]
+    result = run_loop(task, LoopOptions(verbose=False),
+                      Records(run_dir, carry_from=resume_from), resumed)
+    return task, result
 
 
 def test_training_rises_well_above_chance(tmp_path):
-    result = fit(tiny_model(), tiny_data(), settings(), tmp_path, torch.device("cpu"),
-                 announce=quiet)
+    task, result = fit(tiny_model(), tiny_data(), settings(), tmp_path)
     assert result.status == "completed"
-    assert result.final_val_acc >= 0.7  # chance is 0.25
+    assert result.last_metrics["val_acc"] >= 0.7  # chance is 0.25
     metrics = (tmp_path / "metrics.csv").read_text().splitlines()
     assert metrics[0] == "iteration,epoch,loss,train_acc,val_acc,lr,elapsed_s"
-    assert len(metrics) == 1 + 3 * 8 + 3  # one row per iteration and one per epoch-end check
+    assert len(metrics) == 1 + 3 * 8  # one row per iteration; checks join the epoch's last
 
 
 @pytest.mark.parametrize("native", [True, False])
 def test_bf16_on_cpu_only_where_the_cpu_has_it(monkeypatch, native):
-    monkeypatch.setattr(run_torch, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(torch_task, "cpu_has_native_bf16", lambda: native)
     cpu = torch.device("cpu")
-    assert run_torch.resolve_amp("bf16", cpu) == ("bf16" if native else "none")
-    assert run_torch.resolve_amp("fp16", cpu) == "none"
-    assert run_torch.resolve_amp("none", cpu) == "none"
-    assert run_torch.resolve_amp("fp16", torch.device("cuda")) == "fp16"
-    with torch_trainer._autocast(cpu, "bf16"):
+    assert torch_task.resolve_amp("bf16", cpu) == ("bf16" if native else "none")
+    assert torch_task.resolve_amp("fp16", cpu) == "none"
+    assert torch_task.resolve_amp("none", cpu) == "none"
+    assert torch_task.resolve_amp("fp16", torch.device("cuda")) == "fp16"
+    with torch_task._autocast(cpu, "bf16"):
         product = torch.nn.functional.linear(torch.ones(2, 3), torch.ones(4, 3))
     assert product.dtype == torch.bfloat16
 
 
 @pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16")
 def test_bf16_autocast_on_cpu_still_learns(tmp_path):
-    result = fit(tiny_model(), tiny_data(), settings(amp="bf16"), tmp_path, torch.device("cpu"),
-                 announce=quiet)
-    assert result.status == "completed" and result.final_val_acc >= 0.7
+    _, result = fit(tiny_model(), tiny_data(), settings(amp="bf16"), tmp_path)
+    assert result.status == "completed" and result.last_metrics["val_acc"] >= 0.7
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    # Bit-exact: one process, the same kernels and thread count for both runs.
     data = tiny_data()
     whole, first, second = tmp_path / "whole", tmp_path / "first", tmp_path / "second"
     for folder in (whole, first, second):
         folder.mkdir()
     full = tiny_model()
-    fit(full, data, settings(epochs=3), whole, torch.device("cpu"), announce=quiet)
-    part = tiny_model()
-    s = settings(epochs=2)
-    s.model_signature = {"description": "tiny", "shapes": {"a": [1]}}
-    fit(part, data, s, first, torch.device("cpu"), announce=quiet)
+    fit(full, data, settings(epochs=3), whole)
+    fit(tiny_model(), data, settings(epochs=2), first)
     resumed = tiny_model(seed=99)  # different initial weights: all must come from the checkpoint
-    state = load_checkpoint(first, s.model_signature)
-    (second / "metrics.csv").write_text((first / "metrics.csv").read_text())
-    result = fit(resumed, data, settings(epochs=3, model_signature=s.model_signature), second,
-                 torch.device("cpu"), resume_state=state, announce=quiet)
-    assert result.epochs_done == 3
+    task, _ = fit(resumed, data, settings(epochs=3), second, resume_from=first)
+    assert task.epoch == 3
     for key, value in full.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
+
     def losses(folder):
         frame = pd.read_csv(folder / "metrics.csv")
         return frame[["iteration", "epoch", "loss", "val_acc"]].fillna(-1).values.tolist()
@@ -139,20 +142,16 @@ def test_test_split_untouched_unless_asked(tmp_path):
     data = tiny_data()
     real_X, real_y = data.X_test, data.y_test
     data.X_test, data.y_test = Untouchable(), Untouchable()
-    result = fit(tiny_model(), data, settings(epochs=1), tmp_path, torch.device("cpu"),
-                 announce=quiet)
-    assert result.test_acc is None
+    task, _ = fit(tiny_model(), data, settings(epochs=1), tmp_path)
     data.X_test, data.y_test = real_X, real_y
-    result = fit(tiny_model(), data, settings(epochs=1, evaluate_test=True), tmp_path,
-                 torch.device("cpu"), announce=quiet)
-    assert 0.0 <= result.test_acc <= 1.0
+    assert 0.0 <= task.evaluate_split("test")["test_acc"] <= 1.0
 
 
 def test_non_finite_loss_stops_with_status_diverged(tmp_path):
     s = settings(optimizer=OptimizerConfig(name="sgd", learning_rate=1e30), epochs=2)
-    result = fit(tiny_model(), tiny_data(), s, tmp_path, torch.device("cpu"), announce=quiet)
+    task, result = fit(tiny_model(), tiny_data(), s, tmp_path)
     assert result.status == "diverged"
-    assert result.epochs_done == 1
+    assert task.epoch <= 1
 
 
 def test_warmup_linear_schedule_shape():
@@ -185,9 +184,12 @@ def train_cfg(**model):
 def test_run_writes_summary_and_refuses_a_checkpoint_of_another_model(tmp_path):
     first = tmp_path / "first"
     first.mkdir()
-    assert run(train_cfg(), first) == 0
+    cfg = train_cfg()
+    assert train(cfg, first).status == "completed"
+    (first / "config.yaml").write_text(json.dumps(dataclasses.asdict(cfg)))  # as the CLI does
     summary = json.loads((first / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["dataset"] == "synthetic"
+    assert summary["family"] == "torch" and summary["model_type"] == "torch_cnn"
     assert {"final_val_acc", "best_val_acc", "images_per_s"} <= set(summary["metrics"])
     assert "test_acc" not in summary["metrics"]
     other = train_cfg(channel_1=8)
@@ -195,9 +197,9 @@ def test_run_writes_summary_and_refuses_a_checkpoint_of_another_model(tmp_path):
     second = tmp_path / "second"
     second.mkdir()
     with pytest.raises(UserError) as err:
-        run(other, second)
+        train(other, second)
     message = str(err.value)
-    assert "channel_1=4" in message and "channel_1=8" in message and "\n" not in message
+    assert "channel_1=8" in message and "4" in message and "\n" not in message
 
 
 def test_device_cuda_without_a_gpu_is_one_line_and_exit_2(cvlab):
