@@ -109,6 +109,7 @@ def http_folder(tmp_path):
     server.server_close()
 
 
+@pytest.fixture
 def train_in():
     """`train_in(run_dir, cfg)` trains a validated TrainConfig in `run_dir` as `cvlab train`
     does (config.yaml first); returns the RunSummary."""

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cvlab.config import build, check, check_choice, check_positive
+from cvlab.data.constants import DATASET_NAMES
 
-DATASETS = ("auto", "cifar10", "synthetic", "coco", "shapes_captions")
 OPTIMIZERS = ("sgd", "sgd_momentum", "rmsprop", "adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -41,7 +41,7 @@ class DatasetConfig:
     shapes_seed: int = 0
 
     def __post_init__(self) -> None:
-        check_choice("name", self.name, DATASETS)
+        check_choice("name", self.name, DATASET_NAMES)
         check(self.num_train > 0, "num_train", self.num_train, "an integer > 0")
         check(self.num_val >= 0, "num_val", self.num_val, "an integer >= 0")
         check(self.num_test >= 0, "num_test", self.num_test, "an integer >= 0")
