@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import os
 import re
 import sys
 import traceback
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with signals_as_interrupts():
         try:
-            return run_hydra(name, rest)
+            return run_hydra(name, rest, run_dir)
         except Interrupted as err:
             return finish_interrupted(name, run_dir, err)
 
@@ -353,7 +354,7 @@ def finish_interrupted(name: str, run_dir: Path | None, err: BaseException) -> i
     return fail(f"cvlab {name}: interrupted ({err}); results so far are in {run_dir}", code)
 
 
-def run_hydra(name: str, args: list[str]) -> int:
+def run_hydra(name: str, args: list[str], run_dir: Path | None = None) -> int:
     import hydra
 
     from cvlab.paths import config_dir
@@ -373,14 +374,27 @@ def run_hydra(name: str, args: list[str]) -> int:
         _state["code"] = code
         return code
 
-    saved = sys.argv
+    from hydra.errors import HydraException
+
+    saved, saved_env = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = [f"cvlab {name}", *args]
+    # Hydra's errors reach us (instead of Hydra printing a stack trace): one line each.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         task()
     except SystemExit as exit_:
         return int(exit_.code or 0) if not isinstance(exit_.code, str) else fail(exit_.code, 1)
+    except OSError as err:  # Hydra writing its records into a full or read-only folder
+        where = f"{err.filename}" if err.filename else f"into {run_dir}"
+        return fail(f"cvlab {name}: cannot write {where}: {err.strerror or err}", 1)
+    except HydraException as err:
+        return fail(f"cvlab {name}: {one_line(err)} (see cvlab {name} --help)")
     finally:
         sys.argv = saved
+        if saved_env is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved_env
     if "sweep_failed" in _state:
         return 1 if _state["sweep_failed"] else 0
     return int(_state.get("code", 0))

@@ -70,9 +70,11 @@ def atomic_file(path: Path, binary: bool = False) -> Iterator[IO[Any]]:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.filename is None:  # say which file
+            raise OSError(err.errno, err.strerror, str(path)) from None
         raise
 
 
@@ -293,8 +295,11 @@ class MetricsLogger:
             raise ValueError(f"unknown metrics columns {sorted(unknown)}; valid: {self.columns}")
         if "elapsed_s" in self.columns and "elapsed_s" not in row:
             row["elapsed_s"] = round(time.perf_counter() - self.start, 4)
-        self._writer.writerow({k: _format(v) for k, v in row.items()})
-        self._file.flush()
+        try:
+            self._writer.writerow({k: _format(v) for k, v in row.items()})
+            self._file.flush()
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, str(self.path)) from None
 
     def close(self) -> None:
         if not self._file.closed:
@@ -347,12 +352,17 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 
 
 def close_interrupted_jobs(sweep_dir: Path) -> list[int]:
-    """Mark the jobs of an interrupted sweep still recorded as `running` as `interrupted`
-    (their worker was stopped before it could say so); returns their numbers."""
+    """After a sweep was interrupted: mark its jobs still `running` (their worker was stopped
+    before it could say so) or without a summary (stopped while starting) as `interrupted`,
+    and remove the temporary files of writes that were cut short; returns their numbers."""
     closed = []
     for job in job_dirs(sweep_dir):
+        for stray in job.rglob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                stray.unlink()
         summary = read_summary(job)
-        if summary is not None and summary.status == "running":
+        if summary is None or summary.status == "running":
+            summary = summary or RunSummary()
             summary.status = "interrupted"
             summary.error = summary.error or "the sweep was interrupted while this job ran"
             save_summary(job, summary)

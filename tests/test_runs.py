@@ -109,10 +109,14 @@ def test_sweep_summary_reports_every_job_even_a_dead_one(tmp_path):
         write_summary(tmp_path / str(job), status=status, metrics={"best_val_acc": 0.1 * job},
                       overrides=[f"seed={job}"])
     (tmp_path / "2").mkdir()  # killed before writing anything
-    write_summary(tmp_path / "3", status="running")  # its worker was stopped
-    assert close_interrupted_jobs(tmp_path) == [3]
     rows = summarize_sweep(tmp_path)
-    assert [r["status"] for r in rows] == ["completed", "diverged", "failed", "interrupted"]
+    assert [r["status"] for r in rows] == ["completed", "diverged", "failed"]
+    write_summary(tmp_path / "3", status="running")  # its worker was stopped
+    (tmp_path / "3" / ".model.npz-abc.tmp").write_bytes(b"half")  # while writing
+    assert close_interrupted_jobs(tmp_path) == [2, 3]  # after an interruption
+    assert not list(tmp_path.rglob("*.tmp"))
+    rows = summarize_sweep(tmp_path)
+    assert [r["status"] for r in rows] == ["completed", "diverged", "interrupted", "interrupted"]
     assert rows[1]["best_val_acc"] == pytest.approx(0.1)
     saved = json.loads((tmp_path / "sweep_summary.json").read_text())
     assert saved == rows

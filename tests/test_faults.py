@@ -1,0 +1,199 @@
+"""Faults are inputs too: signals, hostile files, unwritable and full disks, clock collisions.
+
+Each ends with one line on stderr, a final status in summary.json and nothing lost: no
+traceback, no temporary file left, no summary stuck at `running`, nothing executed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cvlab.runs import read_summary
+from cvlab.train.state import load_state
+
+TINY = ["dataset=synthetic", "dataset.synthetic_train=300", "dataset.synthetic_test=50",
+        "dataset.num_train=100", "dataset.num_val=50", "dataset.num_test=50"]
+CVLAB = str(Path(sys.executable).with_name("cvlab"))
+
+
+def start(tmp_path: Path, *args: str) -> subprocess.Popen:
+    """The console script in its own session (so that a signal to its group spares pytest)."""
+    env = dict(os.environ, CVLAB_CACHE=str(tmp_path / "cache"), MPLBACKEND="Agg")
+    return subprocess.Popen([CVLAB, *args, f"outputs_root={tmp_path / 'outputs'}"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for(pattern: str, root: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not list(root.rglob(pattern)):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"no {pattern} under {root}"
+        time.sleep(0.1)
+
+
+def one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_ends_a_run_as_interrupted_with_its_checkpoint_intact(tmp_path, signum, code):
+    process = start(tmp_path, "train", "model=bn_fc", *TINY, "epochs=100000", "batch_size=25",
+                    "progress=false")
+    wait_for("checkpoint.npz", tmp_path / "outputs", process)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code
+    assert "interrupted" in one_line(stderr)
+    (run_dir,) = (p.parent for p in (tmp_path / "outputs").rglob("summary.json"))
+    summary = read_summary(run_dir)
+    assert summary.status == "interrupted"
+    assert summary.metrics["iterations"] >= 4  # what it did is recorded
+    assert load_state(run_dir / "checkpoint.npz")["task"]["epoch"] >= 1
+    assert not list(run_dir.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("whole_group", [True, False], ids=["ctrl-c", "sigterm-to-parent"])
+def test_an_interrupted_parallel_sweep_records_every_job_and_its_summary(tmp_path, whole_group):
+    process = start(tmp_path, "train", "model=bn_fc", "sweep=weight_scale", *TINY,
+                    "epochs=100000", "batch_size=25",
+                    "hydra.sweeper.params={model.weight_scale:'1e-3,1e-2,1e-1'}")
+    wait_for("checkpoint.npz", tmp_path / "outputs", process)
+    if whole_group:  # Ctrl-C in a terminal: SIGINT to every process of the group
+        os.killpg(process.pid, signal.SIGINT)
+    else:  # `kill <pid>`, timeout, SLURM: SIGTERM to the launcher only
+        process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == (130 if whole_group else 143)
+    assert "sweep summary in" in one_line(stderr)
+    (summary_path,) = (tmp_path / "outputs").rglob("sweep_summary.json")
+    rows = json.loads(summary_path.read_text())
+    assert rows and all(row["status"] in ("interrupted", "completed") for row in rows)
+    assert any(row["status"] == "interrupted" for row in rows)
+    assert not list((tmp_path / "outputs").rglob("*.tmp"))
+
+
+def evil_npz(path: Path, marker: Path) -> None:
+    """A state file whose reading would unpickle an object that creates `marker`."""
+    payload = np.array([Exploit(marker)], dtype=object)
+    with zipfile.ZipFile(path, "w") as archive:
+        with archive.open("a0.npy", "w") as member:
+            np.lib.format.write_array(member, payload, allow_pickle=True)
+        archive.writestr("state.json", json.dumps({
+            "format": "cvlab-state", "version": 1, "kind": "checkpoint",
+            "tree": {"meta": {}, "loop": {}, "task": {"x": {"__array__": "a0"}}}}))
+
+
+class Exploit:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+FAMILIES = {
+    "numpy": ["model=fc", *TINY, "epochs=1"],
+    "torch": ["model=torch_fc", "model.hidden_dim=8", *TINY, "epochs=1", "device=cpu"],
+    "captioning": ["model=caption_rnn", "dataset=shapes_captions", "dataset.shapes_train=30",
+                   "dataset.shapes_val=10", "model.hidden_dim=8", "model.wordvec_dim=8",
+                   "epochs=1", "batch_size=20", "device=cpu"],
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_hostile_checkpoint_is_refused_and_never_executed(tmp_path, cvlab, family,
+                                                            monkeypatch):
+    monkeypatch.setenv("CVLAB_CACHE", str(tmp_path / "cache"))
+    first = cvlab("train", *FAMILIES[family], "progress=false")
+    assert first.returncode == 0, first.stderr
+    (run_dir,) = (p.parent for p in (tmp_path / "outputs").rglob("checkpoint.npz"))
+    marker = tmp_path / "executed"
+    evil_npz(run_dir / "checkpoint.npz", marker)
+    (run_dir / "checkpoint.pkl").write_bytes(b"cos\nsystem\n(S'touch executed'\ntR.")
+    resumed = cvlab("train", f"resume={run_dir}", "epochs=2")
+    assert resumed.returncode == 2
+    assert "checkpoint.npz" in one_line(resumed.stderr)
+    assert not marker.exists()
+    evil_npz(run_dir / "model.npz", marker)  # plot reads the weights: refused as well
+    assert cvlab("plot", f"run={run_dir}").returncode == 0
+    assert not marker.exists()
+
+
+def test_the_same_clock_reading_never_shares_a_run_folder(tmp_path, cvlab, monkeypatch):
+    import datetime
+
+    import cvlab.runs as runs
+
+    class Frozen(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 1, 2, 3, 4, 5, 678)
+
+    monkeypatch.setattr(runs.datetime, "datetime", Frozen)
+    for _ in range(2):
+        assert cvlab("train", "model=fc", *TINY, "epochs=1").returncode == 0
+    folders = sorted(p.name for p in (tmp_path / "outputs" / "train").glob("*/*"))
+    assert folders == ["03-04-05-000678", "03-04-05-000678-1"]
+    for name in folders:
+        (folder,) = (tmp_path / "outputs" / "train").glob(f"*/{name}")
+        assert len((folder / "metrics.csv").read_text().splitlines()) == 1 + 1  # not shared
+
+
+def can_mount() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+needs_mount = pytest.mark.skipif(not can_mount(), reason="needs root and unshare -m to mount "
+                                 "a read-only or tiny tmpfs in a private mount namespace")
+
+
+def in_tmpfs(tmp_path: Path, options: str, *args: str) -> subprocess.CompletedProcess:
+    """`cvlab args...` with outputs on a fresh tmpfs mounted with `options`, in a private
+    mount namespace."""
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    command = " ".join([CVLAB, *args, f"outputs_root={mount / 'outputs'}"])
+    script = (f"mount -t tmpfs -o {options} tmpfs {mount} && {command}; code=$?; "
+              f"find {mount} -name '*.tmp' | sed 's/^/TMP /'; "
+              f"cat {mount}/outputs/train/*/*/summary.json 2>/dev/null; exit $code")
+    env = dict(os.environ, CVLAB_CACHE=str(tmp_path / "cache"))
+    return subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@needs_mount
+def test_a_read_only_outputs_root_is_one_line(tmp_path):
+    result = in_tmpfs(tmp_path, "ro,size=1m", "train", "model=fc", *TINY, "epochs=1")
+    assert result.returncode == 1
+    line = one_line(result.stderr)
+    assert "Read-only file system" in line and str(tmp_path / "mnt") in line
+
+
+@needs_mount
+@pytest.mark.parametrize("size", ["400k", "12k"], ids=["during-the-run", "at-the-start"])
+def test_a_full_disk_is_one_line_with_no_temporary_and_no_running_summary(tmp_path, size):
+    result = in_tmpfs(tmp_path, f"size={size}", "train", "model=fc",
+                      "model.hidden_dims=[300,300]", *TINY, "epochs=3", "progress=false")
+    assert result.returncode == 1
+    line = one_line(result.stderr)
+    assert "No space left on device" in line and str(tmp_path / "mnt") in line
+    assert "TMP " not in result.stdout
+    assert '"status": "running"' not in result.stdout
