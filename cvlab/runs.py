@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import IO, Any
 
 STATUSES = ("running", "completed", "failed", "diverged", "interrupted")
-FINAL_STATUSES = STATUSES[1:]
 BASE_COLUMNS = ("iteration", "epoch", "loss")
 SUMMARY_NAME = "summary.json"
 METRICS_NAME = "metrics.csv"

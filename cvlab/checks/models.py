@@ -2,7 +2,7 @@
 
 Both follow the course's notebooks: small float64 models, every parameter compared with
 centered differences (eval_numerical_gradient), tolerances as the course prints them for
-correct code (REFERENCE.md section 1).
+correct code (docs/course.md section 1).
 """
 
 from __future__ import annotations

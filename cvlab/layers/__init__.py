@@ -1,6 +1,6 @@
 """The numpy layer library: `*_forward(...) -> (out, cache)` / `*_backward(dout, cache)` pairs.
 
-Everything follows the course's conventions (REFERENCE.md section 1). Files by family:
+Everything follows the course's conventions (docs/course.md section 1). Files by family:
 affine (affine, relu), losses (softmax, svm), batchnorm, layernorm, dropout, conv_naive,
 pool_naive, fast (compiled conv/pool with a numpy fallback), spatial (spatial batchnorm,
 group norm) and sandwich (common layer sequences). The recurrent layers of the captioner
