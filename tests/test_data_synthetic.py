@@ -96,8 +96,9 @@ def test_linear_classifier_stays_well_below_a_small_cnn(capsys, one_torch_thread
     """Learnable but not trivial: softmax regression vs a small CNN on the same images.
 
     Both see the same 4,000 mean-subtracted training images for 5 epochs (Adam, batch 32);
-    accuracy on 1,000 validation images. Colour, contrast sign and position vary, so no
-    linear template separates the classes (measured ~0.11, chance), the CNN ~0.45 here.
+    accuracy on 1,000 validation images. The shape is light on dark in half of the images and
+    dark on light in the others (and colour, size and position vary), so no linear template
+    separates the classes (measured 0.128, near chance); the CNN reaches 0.709 here.
     """
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
@@ -123,7 +124,7 @@ def test_linear_classifier_stays_well_below_a_small_cnn(capsys, one_torch_thread
         print(f"\nsynthetic, 4000 train / 1000 val, 5 epochs: softmax regression "
               f"val acc {linear_acc:.3f}, small CNN val acc {cnn_acc:.3f}")
     assert linear_acc < 0.3
-    assert cnn_acc > linear_acc + 0.2
+    assert cnn_acc > linear_acc + 0.3
 
 
 def _fit(torch, model, X_train, y_train, X_val, y_val, epochs: int, lr: float) -> float:
