@@ -10,7 +10,6 @@ one line (exit 2).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,6 @@ from cvlab.data.cache import ArrayCache
 from cvlab.data.constants import AUTO, CAPTION_DATASETS
 from cvlab.data.load import SYNTHETIC_CACHE_MIN_IMAGES, synthetic_cache_dir, synthetic_key
 from cvlab.errors import UserError
-from cvlab.runs import atomic_write_text, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +28,13 @@ INFO_MODULES = (coco, shapes_captions)
 
 
 def main(cfg: Any, run_dir: Path) -> int:
-    """Run `cvlab data <action>` with a validated DataConfig."""
+    """Run `cvlab data <action>` with a validated DataConfig (it produces no run folder:
+    `info` prints, `fetch` writes into the data root)."""
     if cfg.action == "info":
-        rows = collect_info(cfg.dataset)
-        log.info(format_info(rows))
-        atomic_write_text(run_dir / "data_info.json",
-                          json.dumps(rows, indent=1, default=str) + "\n")
-        write_summary(run_dir, status="completed", dataset=cfg.dataset.name,
-                      metrics={"datasets": len(rows)})
+        log.info(format_info(collect_info(cfg.dataset)))
         return 0
     if cfg.action == "fetch":
-        path = fetch(cfg.dataset, announce=_announce)
-        write_summary(run_dir, status="completed", dataset=cfg.dataset.name,
-                      metrics={}, path=str(path) if path else None)
+        fetch(cfg.dataset, announce=_announce)
         return 0
     raise UserError(f"action={cfg.action!r} is not allowed: one of info, fetch")
 

@@ -1,20 +1,29 @@
-"""Schema of `cvlab train`: trainer fields at the top, sections model/dataset/optimizer/device.
+"""Schemas of `cvlab train`: trainer fields at the top, sections model, dataset, optimizer,
+device. Every default lives here (or in the model's schema, cvlab.models); the YAML options
+in configs/ extend these schemas and state only what differs.
 
-The `model` section is typed by the schema of its `type`, which each model module registers
-with its spec (cvlab.models.registry).
+The `model` section is typed by the schema its YAML option extends (the model type's spec,
+cvlab.models.registry). Fields a family or a dataset does not use are refused when set
+(cvlab.config.typed).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from cvlab.config import build, check, check_choice, check_positive
+from omegaconf import MISSING
+
+from cvlab.config import check, check_choice, check_positive, check_seed
 from cvlab.data.constants import DATASET_NAMES
 
 OPTIMIZERS = ("sgd", "sgd_momentum", "rmsprop", "adam", "adamw")
+SCHEDULES = ("none", "step", "warmup_linear", "onecycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+AMP_MODES = ("none", "bf16", "fp16")
+# Former spellings of renamed fields: still accepted (with a notice) for one release.
+RENAMED_KEYS = {"num_train_samples": "train_eval_samples",
+                "num_val_samples": "val_eval_samples"}
 
 
 @dataclass
@@ -23,19 +32,20 @@ class DatasetConfig:
 
     name: str = "auto"
     root: str | None = None  # default: $CVLAB_DATA/<name>, else ~/.cache/cvlab/<name>
-    download: bool = False
-    num_train: int = 49000
-    num_val: int = 1000
-    num_test: int = 1000
-    subtract_mean: bool = True
-    split_seed: int = 0  # seed of the fixed permutation that picks the validation images
-    # synthetic set
+    download: bool = False  # fetch the official archive (md5-checked) when it is missing
+    # image sets (cifar10, synthetic): the course's splits
+    num_train: int = 49000  # first images of a fixed permutation of the training set
+    num_val: int = 1000  # last images of that permutation
+    num_test: int = 1000  # first images of a fixed permutation of the test set
+    subtract_mean: bool = True  # numpy models: subtract the mean training image
+    split_seed: int = 0  # seed of the fixed permutations
+    # the synthetic set (dataset=synthetic, or auto without CIFAR-10)
     synthetic_train: int = 50000
     synthetic_test: int = 10000
     synthetic_seed: int = 0
     # captioning sets (coco, shapes_captions)
-    max_train: int | None = None
-    pca_features: bool = True
+    max_train: int | None = None  # keep this many training captions (null: all)
+    pca_features: bool = True  # the 512-d PCA'd image features (false: 4096-d)
     shapes_train: int = 4000  # shapes_captions: training images (2-3 captions each)
     shapes_val: int = 500  # shapes_captions: validation images (unseen scene combinations)
     shapes_seed: int = 0
@@ -45,16 +55,27 @@ class DatasetConfig:
         check(self.num_train > 0, "num_train", self.num_train, "an integer > 0")
         check(self.num_val >= 0, "num_val", self.num_val, "an integer >= 0")
         check(self.num_test >= 0, "num_test", self.num_test, "an integer >= 0")
+        check_seed("split_seed", self.split_seed)
         check(self.synthetic_train > 0, "synthetic_train", self.synthetic_train, "an integer > 0")
         check(self.synthetic_test >= 0, "synthetic_test", self.synthetic_test, "an integer >= 0")
+        check_seed("synthetic_seed", self.synthetic_seed)
         check_positive("max_train", self.max_train, allow_none=True)
         check(self.shapes_train > 0, "shapes_train", self.shapes_train, "an integer > 0")
         check(self.shapes_val > 0, "shapes_val", self.shapes_val, "an integer > 0")
+        check_seed("shapes_seed", self.shapes_seed)
 
 
 @dataclass
 class OptimizerConfig:
-    """Update rule and its hyperparameters (numpy rules and torch.optim share the names)."""
+    """Update rule and its hyperparameters (numpy rules and torch.optim share the names).
+
+    numpy models: sgd, sgd_momentum, rmsprop, adam with learning_rate, lr_decay (per epoch),
+    momentum, decay_rate, beta1, beta2, epsilon. PyTorch models also: adamw, nesterov,
+    weight_decay, label_smoothing, grad_clip and the schedules (none | step | warmup_linear |
+    onecycle: warmup over warmup_frac of the steps from warmup_start x learning_rate, then
+    down to final_factor x learning_rate at the last step; step: x lr_decay every step_epochs
+    epochs). The captioner: the torch optimizers with lr_decay, weight_decay and grad_clip.
+    """
 
     name: str = "adam"
     learning_rate: float = 1e-3
@@ -69,9 +90,6 @@ class OptimizerConfig:
     schedule: str = "none"
     label_smoothing: float = 0.0
     grad_clip: float | None = None
-    # torch schedules (none | step | warmup_linear | onecycle): warmup over warmup_frac of the
-    # steps from warmup_start x learning_rate, then down to final_factor x learning_rate at the
-    # last step; step: x lr_decay every step_epochs epochs
     warmup_frac: float = 0.0
     warmup_start: float = 0.2
     final_factor: float = 0.0
@@ -86,40 +104,47 @@ class OptimizerConfig:
         check(0 <= self.beta2 < 1, "beta2", self.beta2, "a number in [0, 1)")
         check(0 <= self.decay_rate < 1, "decay_rate", self.decay_rate, "a number in [0, 1)")
         check_positive("epsilon", self.epsilon)
-        check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
-        check(
-            0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing,
-            "a number in [0, 1)",
-        )
+        check(0 <= self.weight_decay < float("inf"), "weight_decay", self.weight_decay,
+              "a finite number >= 0")
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing,
+              "a number in [0, 1)")
         check_positive("grad_clip", self.grad_clip, allow_none=True)
         check(0 <= self.warmup_frac < 1, "warmup_frac", self.warmup_frac, "a number in [0, 1)")
         check(0 < self.warmup_start <= 1, "warmup_start", self.warmup_start, "a number in (0, 1]")
         check(0 <= self.final_factor <= 1, "final_factor", self.final_factor, "a number in [0, 1]")
-        check_positive("step_epochs", self.step_epochs)
+        check(self.step_epochs > 0, "step_epochs", self.step_epochs, "an integer > 0")
 
 
 @dataclass
 class DeviceConfig:
-    """Where torch models run; numpy models use `threads` only."""
+    """Where PyTorch models run (numpy models use `threads` only): auto | cpu | cuda | mps;
+    threads: BLAS / torch CPU threads (null: the library's default); amp: mixed precision
+    none | bf16 | fp16 (CUDA; bf16 also on CPUs with native bf16)."""
 
     name: str = "auto"
-    threads: int | None = None  # BLAS / torch threads; None = library default
-    amp: str = "none"  # none | bf16 | fp16 (CUDA; bf16 also on CPUs with native bf16)
+    threads: int | None = None
+    amp: str = "none"
     channels_last: bool = False
     compile: bool = False
 
     def __post_init__(self) -> None:
         check_choice("name", self.name, DEVICES)
-        check_choice("amp", self.amp, ("none", "bf16", "fp16"))
-        check_positive("threads", self.threads, allow_none=True)
+        check_choice("amp", self.amp, AMP_MODES)
+        check(self.threads is None or self.threads > 0, "threads", self.threads,
+              "an integer > 0, or null")
 
 
 @dataclass
 class TrainConfig:
-    """Everything one `cvlab train` run needs (validated, plain Python values); `model` is the
-    schema instance of the chosen model type (cvlab.models.registry)."""
+    """Everything one `cvlab train` run needs.
 
-    model: Any = None
+    train_eval_samples / val_eval_samples: how many training / validation images each
+    evaluation scores (a fixed random subset; null: all). objective: the summary metric a
+    Hydra sweeper optimizes (the value the run returns to it).
+    """
+
+    model: Any = MISSING
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
@@ -128,34 +153,24 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 100
     print_every: int = 10
-    num_train_samples: int | None = 1000
-    num_val_samples: int | None = None
+    train_eval_samples: int | None = 1000
+    val_eval_samples: int | None = None
     evaluate_test: bool = False
     baseline: bool = False  # drop the model's normalization (the sweeps' baseline runs)
-    resume: str | None = None  # a run folder to continue
+    resume: str | None = None  # a run folder to continue, or `latest`
     checkpoint: bool = True
     progress: bool = True
+    objective: str = "best_val_acc"
     outputs_root: str = "outputs"
 
     def __post_init__(self) -> None:
+        from cvlab.runs import METRIC_KEYS
+
+        check_seed("seed", self.seed)
         check(self.epochs > 0, "epochs", self.epochs, "an integer > 0")
         check(self.batch_size > 0, "batch_size", self.batch_size, "an integer > 0")
         check(self.print_every > 0, "print_every", self.print_every, "an integer > 0")
-        check_positive("num_train_samples", self.num_train_samples, allow_none=True)
-        check_positive("num_val_samples", self.num_val_samples, allow_none=True)
-
-
-def validate_train(cfg: Any) -> TrainConfig:
-    """Check a composed train config; return a TrainConfig with a typed `model`."""
-    from omegaconf import DictConfig, OmegaConf
-
-    from cvlab.models.registry import model_types, spec_for
-
-    if isinstance(cfg, DictConfig):
-        cfg = OmegaConf.to_container(cfg, resolve=True)
-    cfg = dict(cfg)
-    model = dict(cfg.pop("model", None) or {})
-    check_choice("model.type", model.get("type"), model_types())
-    typed_model = build(spec_for(model["type"]).schema, model, "model")
-    train = build(TrainConfig, cfg)
-    return dataclasses.replace(train, model=typed_model)
+        for name in ("train_eval_samples", "val_eval_samples"):
+            value = getattr(self, name)
+            check(value is None or value > 0, name, value, "an integer > 0, or null (all)")
+        check_choice("objective", self.objective, METRIC_KEYS)

@@ -200,8 +200,8 @@ def prepare(cfg: Any, spec: ModelSpec, model_cfg: Any, announce: Any) -> Prepare
         rng=np.random.RandomState(cfg.seed),
     )
     evaluators = {
-        "train": Evaluator(data, "train", cfg.num_train_samples, base_dir, seed=cfg.seed),
-        "val": Evaluator(data, "val", cfg.num_val_samples, base_dir, seed=cfg.seed),
+        "train": Evaluator(data, "train", cfg.train_eval_samples, base_dir, seed=cfg.seed),
+        "val": Evaluator(data, "val", cfg.val_eval_samples, base_dir, seed=cfg.seed),
     }
     task = CaptionRunTask(solver, model_cfg, evaluators, dataset, base_dir)
     return Prepared(task=task, dataset=dataset, dataset_source=str(base_dir),

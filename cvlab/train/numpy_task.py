@@ -116,7 +116,7 @@ def prepare(cfg: Any, spec: ModelSpec, model_cfg: Any, announce: Any) -> Prepare
     solver = Solver(
         model, data, update_rule=cfg.optimizer.name, optim_config=optim_config_of(cfg.optimizer),
         lr_decay=cfg.optimizer.lr_decay, batch_size=cfg.batch_size, num_epochs=cfg.epochs,
-        num_train_samples=cfg.num_train_samples, num_val_samples=cfg.num_val_samples,
+        num_train_samples=cfg.train_eval_samples, num_val_samples=cfg.val_eval_samples,
         print_every=cfg.print_every, rng=rng,
     )
     return Prepared(task=NumpyRunTask(solver, data), dataset=splits.name,

@@ -49,7 +49,7 @@ FAMILY_MODULES = {
 WEIGHTS_KIND = "weights"
 # Fields a resumed run may change; any other difference from the stored config is refused.
 RESUMABLE_CHANGES = ("epochs", "print_every", "progress", "checkpoint", "evaluate_test",
-                     "num_train_samples", "num_val_samples", "resume", "outputs_root",
+                     "train_eval_samples", "val_eval_samples", "resume", "outputs_root",
                      "optimizer.learning_rate", "optimizer.lr_decay", "device.")
 
 

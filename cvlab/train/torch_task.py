@@ -89,8 +89,8 @@ class Recipe:
     amp: str = "none"  # none | bf16 | fp16 (CUDA), none | bf16 (CPU)
     channels_last: bool = False
     compile: bool = False
-    num_train_samples: int | None = 1000  # training images for the train-accuracy check
-    num_val_samples: int | None = None
+    train_eval_samples: int | None = 1000  # training images for the train-accuracy check
+    val_eval_samples: int | None = None
     eval_batch_size: int = 1000
 
 
@@ -176,8 +176,8 @@ class TorchRunTask:
         self.iteration = self.epoch = self.examples = 0
         self.best_val: float | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
-        self.train_check = _subset(data.X_train, data.y_train, r.num_train_samples, r.seed + 1)
-        self.val_check = _subset(data.X_val, data.y_val, r.num_val_samples, r.seed + 2)
+        self.train_check = _subset(data.X_train, data.y_train, r.train_eval_samples, r.seed + 1)
+        self.val_check = _subset(data.X_val, data.y_val, r.val_eval_samples, r.seed + 2)
         self._plan: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None = None
 
     def _start_epoch(self) -> None:
@@ -341,8 +341,8 @@ def recipe_of(cfg: Any, model_cfg: Any, device: torch.device) -> Recipe:
         bias_lr_scale=getattr(model_cfg, "bias_lr_scale", None),
         lookahead_every=getattr(model_cfg, "lookahead_every", 0), amp=amp,
         channels_last=cfg.device.channels_last and device.type != "mps",
-        compile=cfg.device.compile, num_train_samples=cfg.num_train_samples,
-        num_val_samples=cfg.num_val_samples,
+        compile=cfg.device.compile, train_eval_samples=cfg.train_eval_samples,
+        val_eval_samples=cfg.val_eval_samples,
     )
 
 

@@ -1,0 +1,221 @@
+"""Compose a command's config the way Hydra will run it, before anything runs.
+
+    plan = compose_plan("train", overrides, multirun=True)
+    plan.base       the composed config (with its `hydra` node)
+    plan.jobs       [(job overrides, typed config), ...]: every job of a sweep, checked
+
+A sweep is expanded with Hydra's own parser and the basic sweeper's expansion (choice, range,
+glob, lists), so that every job is composed and checked before the first one starts. A sampling
+sweeper (Optuna) draws its points while it runs: each of its parameters is checked at each of
+its listed values and at both ends of its intervals. Errors are ConfigError / UserError with
+one line; Hydra's messages are never parsed (their exceptions' attributes are read).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import HydraException, MissingConfigException
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import (
+    ConfigAttributeError,
+    ConfigKeyError,
+    OmegaConfBaseException,
+    ValidationError,
+)
+
+from cvlab.config import ConfigError
+from cvlab.config.store import register_schemas
+from cvlab.config.typed import typed
+from cvlab.errors import UserError
+from cvlab.paths import config_dir
+
+
+@dataclass
+class Plan:
+    base: DictConfig
+    multirun: bool
+    jobs: list[tuple[list[str], Any]] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def hydra_context() -> Iterator[Any]:
+    """Hydra initialized on cvlab's configs (schemas registered); yields its Hydra object."""
+    register_schemas()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            yield GlobalHydra.instance().hydra
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def compose_plan(command: str, overrides: list[str], multirun: bool) -> Plan:
+    """The command's config and, for a sweep, every job's typed config (UserError if any
+    job is not allowed)."""
+    with hydra_context() as hydra:
+        base = _compose(hydra, command, overrides, RunMode.MULTIRUN)
+        multirun = multirun or str(base.hydra.mode) == "RunMode.MULTIRUN"
+        if not multirun:
+            cfg = _compose(hydra, command, overrides, RunMode.RUN)
+            return Plan(cfg, False, [(overrides, _typed(command, cfg, []))])
+        plan = Plan(base, True)
+        for job in job_overrides(base, overrides):
+            cfg = _compose(hydra, command, job, RunMode.RUN, job)
+            plan.jobs.append((job, _typed(command, cfg, job)))
+        return plan
+
+
+def compose(command: str, overrides: list[str]) -> DictConfig:
+    """One composed config (with its hydra node), as a single run sees it."""
+    with hydra_context() as hydra:
+        return _compose(hydra, command, overrides, RunMode.RUN)
+
+
+def job_overrides(base: DictConfig, overrides: list[str]) -> list[list[str]]:
+    """The override list of every job the sweep will run (or, for a sampling sweeper, the
+    points to check)."""
+    params = [f"{key}={value}" for key, value in
+              (OmegaConf.select(base, "hydra.sweeper.params") or {}).items()]
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    try:
+        parsed = parser.parse_overrides([*params, *overrides])
+    except HydraException as err:
+        raise UserError(f"cannot read the sweep: {one_line(err)}") from None
+    sampling = "BasicSweeper" not in str(OmegaConf.select(base, "hydra.sweeper._target_"))
+    if sampling:
+        return _check_points(parsed)
+    values = {}
+    for override in parsed:
+        key = override.get_key_element()
+        if override.is_sweep_override() and not override.is_discrete_sweep():
+            raise UserError(f"{key}: a continuous range ({override.value_type.name}) needs a "
+                            "sampling sweeper, e.g. hydra/sweeper=optuna; the basic sweeper "
+                            "takes lists, choice(), range() and glob()")
+        values[key] = ([f"{key}={v}" for v in override.sweep_string_iterator()]
+                       if override.is_sweep_override() else [_plain(override)])
+    return [list(job) for job in itertools.product(*values.values())]
+
+
+def _check_points(parsed: list[Override]) -> list[list[str]]:
+    """For a sampling sweeper: every listed value and both ends of every interval of each
+    parameter, the others at their first value."""
+    options = []
+    for override in parsed:
+        key = override.get_key_element()
+        if override.is_interval_sweep():
+            sweep = override.value()
+            options.append([f"{key}={sweep.start}", f"{key}={sweep.end}"])
+        elif override.is_sweep_override():
+            options.append([f"{key}={v}" for v in override.sweep_string_iterator()])
+        else:
+            options.append([_plain(override)])
+    jobs = []
+    for i, values in enumerate(options):
+        for value in values:
+            jobs.append([o[0] for o in options[:i]] + [value] + [o[0] for o in options[i + 1:]])
+    return jobs or [[]]
+
+
+def _plain(override: Override) -> str:
+    return override.input_line or f"{override.get_key_element()}={override.value()}"
+
+
+def _compose(hydra: Any, command: str, overrides: list[str], mode: RunMode,
+             job: list[str] | None = None) -> DictConfig:
+    try:
+        return hydra.compose_config(command, overrides, run_mode=mode,
+                                    with_log_configuration=False)
+    except (HydraException, OmegaConfBaseException, ValueError) as err:
+        raise UserError(_job_prefix(job) + composition_message(err, command)) from None
+
+
+def _typed(command: str, cfg: DictConfig, job: list[str]) -> Any:
+    try:
+        return typed(command, cfg)
+    except ConfigError as err:
+        raise UserError(_job_prefix(job) + str(err)) from None
+
+
+def _job_prefix(job: list[str] | None) -> str:
+    return f"sweep job ({' '.join(job)}): " if job else ""
+
+
+def composition_message(err: BaseException, command: str) -> str:
+    """One line for an error Hydra raised while composing, from the exception's attributes:
+    the missing option or key, a did-you-mean and what is allowed."""
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file:
+        return _missing_option(err)
+    for candidate in _chain(err):
+        if isinstance(candidate, (ConfigKeyError, ConfigAttributeError)) and candidate.full_key:
+            return _unknown_key(candidate)
+        if isinstance(candidate, ValidationError) and candidate.full_key:
+            value = getattr(candidate, "value", None)
+            return (f"{candidate.full_key}={value!r} is not allowed: "
+                    f"{_first_line(candidate)}")
+    return f"invalid config or override: {one_line(err)} (see cvlab {command} --help)"
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    seen: BaseException | None = err
+    while seen is not None:
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
+def _missing_option(err: MissingConfigException) -> str:
+    group, _, name = str(err.missing_cfg_file).rpartition("/")
+    options = [o for o in (err.options or []) if not o.endswith("_schema")]
+    guess = difflib.get_close_matches(name, options, n=1)
+    hint = f"; did you mean {group}={guess[0]}?" if guess else ""
+    where = f"{group}={name}" if group else name
+    return f"unknown option {where}{hint} valid options: {', '.join(sorted(options))}"
+
+
+def _unknown_key(err: OmegaConfBaseException) -> str:
+    full_key = str(err.full_key)
+    parent, _, name = full_key.rpartition(".")
+    fields = _fields(err.object_type)
+    guess = difflib.get_close_matches(name, fields, n=1)
+    prefix = f"{parent}." if parent else ""
+    hint = f"; did you mean {prefix}{guess[0]}?" if guess else ""
+    where = f" in {parent}" if parent else ""
+    return f"unknown key {full_key!r}{hint} valid keys{where}: {', '.join(fields)}"
+
+
+def _fields(object_type: Any) -> list[str]:
+    import dataclasses
+
+    if object_type is not None and dataclasses.is_dataclass(object_type):
+        return [f.name for f in dataclasses.fields(object_type)]
+    return []
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0]
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message folded into one line (Hydra's are multi-line)."""
+    text = str(err)
+    cause = err.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += "\n" + str(cause)
+    parts = [line.strip() for line in text.splitlines() if line.strip()]
+    parts = [p for p in parts if not p.startswith(("full_key:", "object_type", "reference_type",
+                                                   "Config search path"))]
+    return "; ".join(parts)
+
+
+__all__ = ["Plan", "compose", "compose_plan", "composition_message", "hydra_context",
+           "job_overrides", "one_line"]

@@ -1,0 +1,42 @@
+"""The schemas in Hydra's ConfigStore: every YAML option in configs/ extends one of them.
+
+    <command>_schema            the primary schema of a command (train.yaml lists train_schema
+                                first in its defaults)
+    model/<type>_schema         one per model type (cvlab.models.registry)
+    dataset/dataset_schema, optimizer/optimizer_schema, device/device_schema
+
+Composition is then typed by Hydra: a misspelled key or a value of the wrong type fails while
+composing; range checks run when the composition is turned into dataclasses
+(cvlab.config.typed).
+"""
+
+from __future__ import annotations
+
+from hydra.core.config_store import ConfigStore
+
+from cvlab.config.commands import BenchConfig, DataConfig, GradcheckConfig, PlotConfig
+from cvlab.config.train import DatasetConfig, DeviceConfig, OptimizerConfig, TrainConfig
+
+PRIMARY_SCHEMAS = {"train": TrainConfig, "gradcheck": GradcheckConfig, "plot": PlotConfig,
+                   "data": DataConfig, "bench": BenchConfig}
+GROUP_SCHEMAS = {"dataset": DatasetConfig, "optimizer": OptimizerConfig, "device": DeviceConfig}
+SCHEMA_SUFFIX = "_schema"
+
+_registered = False
+
+
+def register_schemas() -> None:
+    """Store every schema in Hydra's ConfigStore (once per process)."""
+    global _registered
+    if _registered:
+        return
+    from cvlab.models.registry import schemas
+
+    store = ConfigStore.instance()
+    for command, schema in PRIMARY_SCHEMAS.items():
+        store.store(name=command + SCHEMA_SUFFIX, node=schema)
+    for group, schema in GROUP_SCHEMAS.items():
+        store.store(group=group, name=group + SCHEMA_SUFFIX, node=schema)
+    for model_type, schema in schemas().items():
+        store.store(group="model", name=model_type + SCHEMA_SUFFIX, node=schema)
+    _registered = True

@@ -1,0 +1,137 @@
+"""The one validation point: a composed config becomes the command's dataclass.
+
+    cfg = typed("train", composed)      # TrainConfig; ConfigError (one line) when not allowed
+
+Hydra has already typed the composition (the schemas are in its ConfigStore); here the range
+checks of the schemas run (their __post_init__), with the full key in the message, and for
+`cvlab train` the fields the chosen family or dataset does not use are refused when set: a
+value that would be ignored is a mistake worth one line, not a silent default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from cvlab.config import ConfigError
+from cvlab.config.train import DatasetConfig, DeviceConfig, OptimizerConfig, TrainConfig
+
+# Fields each family ignores (the optimizer's and device's are used by PyTorch models only).
+TORCH_ONLY = ("optimizer.nesterov", "optimizer.weight_decay", "optimizer.schedule",
+              "optimizer.label_smoothing", "optimizer.grad_clip", "optimizer.warmup_frac",
+              "optimizer.warmup_start", "optimizer.final_factor", "optimizer.step_epochs",
+              "device.amp", "device.channels_last", "device.compile")
+SCHEDULE_FIELDS = ("optimizer.schedule", "optimizer.label_smoothing", "optimizer.warmup_frac",
+                   "optimizer.warmup_start", "optimizer.final_factor", "optimizer.step_epochs")
+UNUSED_BY_FAMILY = {
+    "numpy": (*TORCH_ONLY, "device.name"),
+    "torch": ("dataset.subtract_mean",),
+    "captioning": (*SCHEDULE_FIELDS, "device.amp", "device.channels_last", "device.compile",
+                   "evaluate_test", "dataset.subtract_mean"),
+    "demo": (),
+}
+FAMILY_WORDS = {"numpy": "numpy models", "torch": "PyTorch models",
+                "captioning": "captioning models", "demo": "the conv demo"}
+# Fields each dataset uses (the others are refused when set).
+IMAGE_FIELDS = ("name", "root", "download", "num_train", "num_val", "num_test", "subtract_mean",
+                "split_seed")
+SYNTHETIC_FIELDS = ("synthetic_train", "synthetic_test", "synthetic_seed")
+CAPTION_FIELDS = ("name", "root", "max_train", "pca_features")
+SHAPES_FIELDS = ("shapes_train", "shapes_val", "shapes_seed")
+DATASET_FIELDS = {
+    "cifar10": IMAGE_FIELDS,
+    "synthetic": (*IMAGE_FIELDS, *SYNTHETIC_FIELDS),
+    "coco": (*CAPTION_FIELDS, "download"),
+    "shapes_captions": (*CAPTION_FIELDS, *SHAPES_FIELDS),
+}
+DATASET_FIELDS["auto"] = tuple(dict.fromkeys((*DATASET_FIELDS["synthetic"],
+                                              *DATASET_FIELDS["coco"], *SHAPES_FIELDS)))
+
+
+def typed(command: str, cfg: DictConfig) -> Any:
+    """The composed config of `command` as its schema's dataclass, every check run."""
+    cfg = _without_hydra(cfg)
+    for key in cfg:
+        node = cfg[key]
+        if isinstance(node, DictConfig) and dataclasses.is_dataclass(OmegaConf.get_type(node)):
+            try:
+                OmegaConf.to_object(node)
+            except ConfigError as err:
+                raise err.prefixed(str(key)) from None
+    result = OmegaConf.to_object(cfg)
+    if command == "train":
+        check_train(result)
+    return result
+
+
+def _without_hydra(cfg: DictConfig) -> DictConfig:
+    if "hydra" not in cfg:
+        return cfg
+    from omegaconf import open_dict
+
+    copy = cfg.copy()
+    with open_dict(copy):
+        del copy["hydra"]
+    return copy
+
+
+def train_config(data: dict[str, Any]) -> TrainConfig:
+    """A checked TrainConfig from plain values (the Python API's way to what `cvlab train
+    key=value ...` composes): `data["model"]["type"]` picks the model's schema."""
+    from cvlab.models.registry import spec_for
+
+    model = dict(data.get("model") or {})
+    try:
+        schema = spec_for(model.get("type", "fc_net")).schema
+    except ValueError as err:
+        raise ConfigError("model.type", model.get("type"), str(err)) from None
+    base = OmegaConf.structured(TrainConfig(model=OmegaConf.structured(schema)))
+    merged = OmegaConf.merge(base, {**data, "model": model})
+    return typed("train", merged)
+
+
+def check_train(cfg: TrainConfig) -> None:
+    """Refuse what `cfg` sets that its model family or dataset would ignore, and a baseline
+    run of a model without normalization."""
+    from cvlab.models.registry import spec_for
+
+    spec = spec_for(cfg.model.type)
+    if spec.family == "numpy":
+        _check_numpy_rule(cfg.optimizer.name)
+    defaults = {"optimizer": OptimizerConfig(), "device": DeviceConfig(),
+                "dataset": DatasetConfig(), "": TrainConfig(model=None)}
+    for key in UNUSED_BY_FAMILY[spec.family]:
+        value, default = _value(cfg, defaults, key)
+        if value != default and not (key == "device.name" and value == "cpu"):
+            raise ConfigError(key, value, f"{FAMILY_WORDS[spec.family]} (model.type="
+                              f"{spec.name}) do not use it; leave it at {default!r}")
+    used = DATASET_FIELDS[cfg.dataset.name]
+    for item in dataclasses.fields(DatasetConfig):
+        value, default = getattr(cfg.dataset, item.name), getattr(defaults["dataset"], item.name)
+        if item.name not in used and value != default:
+            raise ConfigError(f"dataset.{item.name}", value, f"dataset={cfg.dataset.name} does "
+                              f"not use it; it applies to {_datasets_using(item.name)}")
+    if cfg.baseline and (spec.without_normalization is None
+                         or spec.without_normalization(cfg.model) is None):
+        raise ConfigError("baseline", True, f"model.type={spec.name} has no normalization to "
+                          "drop; use a normalized model (model=bn_fc or model=ln_fc)")
+
+
+def _value(cfg: TrainConfig, defaults: dict[str, Any], key: str) -> tuple[Any, Any]:
+    section, _, name = key.rpartition(".")
+    owner = getattr(cfg, section) if section else cfg
+    return getattr(owner, name), getattr(defaults[section], name)
+
+
+def _datasets_using(name: str) -> str:
+    return ", ".join(f"dataset={d}" for d, fields in DATASET_FIELDS.items() if name in fields)
+
+
+def _check_numpy_rule(name: str) -> None:
+    from cvlab.train.optim import UPDATE_RULES
+
+    if name not in UPDATE_RULES:
+        raise ConfigError("optimizer.name", name, "numpy models update with one of "
+                          f"{', '.join(UPDATE_RULES)} ({name} is for PyTorch models)")
