@@ -198,6 +198,11 @@ def run_hydra(name: str, args: list[str], run_dir: Path | None = None) -> int:
         return fail(f"cvlab {name}: cannot write {where}: {err.strerror or err}", 1)
     except HydraException as err:
         return fail(f"cvlab {name}: {composition_message(err, name)}")
+    except Exception as err:  # a launcher or sweeper that failed (sbatch refused a job, ...)
+        from cvlab.config.compose import one_line
+
+        return fail(f"cvlab {name}: the sweep could not run: {type(err).__name__}: "
+                    f"{one_line(err)}", 1)
     finally:
         sys.argv = saved
         if saved_env is None:

@@ -25,7 +25,9 @@ def command_help(name: str, overrides: list[str]) -> int:
     from cvlab.config.store import SCHEMA_SUFFIX
 
     cfg = compose(name, overrides)
-    choices = {g: c for g, c in cfg.hydra.runtime.choices.items() if not g.startswith("hydra/")}
+    shown = ("hydra/launcher", "hydra/sweeper") if COMMANDS[name].run_folder else ()
+    choices = {g: c for g, c in reversed(cfg.hydra.runtime.choices.items())
+               if not g.startswith("hydra/") or g in shown}
     with hydra_context():
         from hydra.core.global_hydra import GlobalHydra
 
@@ -43,7 +45,7 @@ def command_help(name: str, overrides: list[str]) -> int:
         lines += ["", "Config groups (group=option; the option in use in brackets):"]
         for group, chosen in choices.items():
             listed = ", ".join(f"[{o}]" if o == chosen else o for o in options[group])
-            lines.append(f"  {group}: {listed}")
+            lines.append(f"  {group}: {listed}" + ("" if chosen else " (none chosen)"))
     config = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # for printing
     lines += ["", "Config (every field with its default; key=value sets one):", "",
               OmegaConf.to_yaml(config).rstrip(), "",

@@ -68,11 +68,13 @@ def compose_plan(command: str, overrides: list[str], multirun: bool) -> Plan:
         multirun = multirun or str(base.hydra.mode) == "RunMode.MULTIRUN"
         if not multirun:
             cfg = _compose(hydra, command, overrides, RunMode.RUN)
-            return Plan(cfg, False, [(overrides, _typed(command, cfg, []))])
+            return Plan(cfg, False, [(overrides, _typed(command, cfg, None))])
         plan = Plan(base, True)
-        for job in job_overrides(base, overrides):
-            cfg = _compose(hydra, command, job, RunMode.RUN, job)
-            plan.jobs.append((job, _typed(command, cfg, job)))
+        jobs = job_overrides(base, overrides)
+        for number, job in enumerate(jobs):
+            label = _job_label(number, jobs)
+            cfg = _compose(hydra, command, job, RunMode.RUN, label)
+            plan.jobs.append((job, _typed(command, cfg, label)))
         return plan
 
 
@@ -127,12 +129,19 @@ def _check_points(parsed: list[Override]) -> list[list[str]]:
     return jobs or [[]]
 
 
+def _job_label(number: int, jobs: list[list[str]]) -> str:
+    """`sweep job 3 of 40 (a=1 b=2)`: the job's overrides that differ between jobs."""
+    shared = set.intersection(*map(set, jobs)) if len(jobs) > 1 else set()
+    varying = [o for o in jobs[number] if o not in shared]
+    return f"sweep job {number} of {len(jobs)} ({' '.join(varying)})"
+
+
 def _plain(override: Override) -> str:
     return override.input_line or f"{override.get_key_element()}={override.value()}"
 
 
 def _compose(hydra: Any, command: str, overrides: list[str], mode: RunMode,
-             job: list[str] | None = None) -> DictConfig:
+             job: str | None = None) -> DictConfig:
     try:
         return hydra.compose_config(command, overrides, run_mode=mode,
                                     with_log_configuration=False)
@@ -140,15 +149,15 @@ def _compose(hydra: Any, command: str, overrides: list[str], mode: RunMode,
         raise UserError(_job_prefix(job) + composition_message(err, command)) from None
 
 
-def _typed(command: str, cfg: DictConfig, job: list[str]) -> Any:
+def _typed(command: str, cfg: DictConfig, job: str | None) -> Any:
     try:
         return typed(command, cfg)
     except ConfigError as err:
         raise UserError(_job_prefix(job) + str(err)) from None
 
 
-def _job_prefix(job: list[str] | None) -> str:
-    return f"sweep job ({' '.join(job)}): " if job else ""
+def _job_prefix(job: str | None) -> str:
+    return f"{job}: " if job else ""
 
 
 def composition_message(err: BaseException, command: str) -> str:
