@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cvlab.config.train import validate_train
+from cvlab.config.typed import train_config as validate_train
 from cvlab.errors import UserError
 from cvlab.runs import read_summary
 
@@ -28,7 +28,7 @@ def config(shapes_root: Path, **top):
                     "shapes_val": 10, "shapes_seed": 1},
         "optimizer": {"name": "adam", "learning_rate": 1e-2},
         "device": {"name": "cpu"},
-        "epochs": 2, "batch_size": 20, "progress": False, "num_train_samples": 10,
+        "epochs": 2, "batch_size": 20, "progress": False, "train_eval_samples": 10,
     }
     for key, value in top.items():
         if isinstance(value, dict):
@@ -123,7 +123,7 @@ def test_cli_trains_the_overfit_experiment(tmp_path, cvlab):
 
     env = {"CVLAB_CACHE": os.environ.get("CVLAB_CACHE", str(tmp_path / "cache"))}
     args = ["train", "experiment=caption_overfit", "model=caption_lstm", "dataset=shapes_captions",
-            "device=cpu", "device.threads=1", "num_val_samples=10",
+            "device=cpu", "device.threads=1", "val_eval_samples=10",
             f"outputs_root={tmp_path / 'outputs'}"]
     result = cvlab(*args, env=env)
     assert result.returncode == 0, result.stderr

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from cvlab.config.train import OptimizerConfig, validate_train
+from cvlab.config.train import OptimizerConfig
+from cvlab.config.typed import train_config as validate_train
 from cvlab.errors import UserError
 from cvlab.models.nets.torch_nets import build_three_layer_convnet
 from cvlab.train import torch_task
@@ -55,7 +56,7 @@ def tiny_model(seed: int = 0) -> torch.nn.Module:
 def settings(**overrides) -> Recipe:
     base = dict(optimizer=OptimizerConfig(name="sgd_momentum", learning_rate=0.02, nesterov=True),
                 epochs=3, batch_size=32, check_every=1000, crop_pad=1, flip="random",
-                num_train_samples=100)
+                train_eval_samples=100)
     base.update(overrides)
     return Recipe(**base)
 

@@ -36,7 +36,7 @@ from omegaconf.errors import (
 
 from cvlab.config import ConfigError
 from cvlab.config.store import register_schemas
-from cvlab.config.typed import typed
+from cvlab.config.typed import typed, without_hydra
 from cvlab.errors import UserError
 from cvlab.paths import config_dir
 
@@ -71,9 +71,10 @@ def compose_plan(command: str, overrides: list[str], multirun: bool) -> Plan:
             return Plan(cfg, False, [(overrides, _typed(command, cfg, None))])
         plan = Plan(base, True)
         jobs = job_overrides(base, overrides)
+        composed: dict[tuple[str, ...], DictConfig] = {}
         for number, job in enumerate(jobs):
             label = _job_label(number, jobs)
-            cfg = _compose(hydra, command, job, RunMode.RUN, label)
+            cfg = _compose_job(hydra, command, job, composed, label)
             plan.jobs.append((job, _typed(command, cfg, label)))
         return plan
 
@@ -127,6 +128,41 @@ def _check_points(parsed: list[Override]) -> list[list[str]]:
         for value in values:
             jobs.append([o[0] for o in options[:i]] + [value] + [o[0] for o in options[i + 1:]])
     return jobs or [[]]
+
+
+def _compose_job(hydra: Any, command: str, job: list[str],
+                 composed: dict[tuple[str, ...], DictConfig], label: str) -> DictConfig:
+    """A job's config: jobs that differ only in plain `key=value` overrides share one Hydra
+    composition, their values set on a copy (as Hydra sets them: typed, in order)."""
+    loader = GlobalHydra.instance().config_loader()
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(job)
+    plain = [o for o in parsed if _is_plain_key(o, loader)]
+    rest = tuple(o.input_line or _plain(o) for o in parsed if o not in plain)
+    if rest not in composed:
+        composed[rest] = without_hydra(_compose(hydra, command, list(rest), RunMode.RUN, label))
+    cfg = composed[rest].copy()
+    for override in plain:
+        try:
+            OmegaConf.update(cfg, override.key_or_group, override.value(), merge=False)
+        except (OmegaConfBaseException, ValueError) as err:
+            raise UserError(_job_prefix(label) + composition_message(err, command)) from None
+    return cfg
+
+
+def _is_plain_key(override: Override, loader: Any) -> bool:
+    """`a.b=value`: no +/++/~, no package, not a config group, not a Hydra setting."""
+    key = override.key_or_group
+    return (override.type.name == "CHANGE" and override.package is None
+            and not key.startswith("hydra") and not _is_group(key, loader))
+
+
+_GROUPS: dict[str, bool] = {}
+
+
+def _is_group(key: str, loader: Any) -> bool:
+    if key not in _GROUPS:
+        _GROUPS[key] = bool(loader.get_group_options(key))
+    return _GROUPS[key]
 
 
 def _job_label(number: int, jobs: list[list[str]]) -> str:

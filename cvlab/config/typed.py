@@ -52,7 +52,7 @@ DATASET_FIELDS["auto"] = tuple(dict.fromkeys((*DATASET_FIELDS["synthetic"],
 
 def typed(command: str, cfg: DictConfig) -> Any:
     """The composed config of `command` as its schema's dataclass, every check run."""
-    cfg = _without_hydra(cfg)
+    cfg = without_hydra(cfg)
     for key in cfg:
         node = cfg[key]
         if isinstance(node, DictConfig) and dataclasses.is_dataclass(OmegaConf.get_type(node)):
@@ -66,7 +66,7 @@ def typed(command: str, cfg: DictConfig) -> Any:
     return result
 
 
-def _without_hydra(cfg: DictConfig) -> DictConfig:
+def without_hydra(cfg: DictConfig) -> DictConfig:
     if "hydra" not in cfg:
         return cfg
     from omegaconf import open_dict
@@ -107,6 +107,7 @@ def check_train(cfg: TrainConfig) -> None:
         if value != default and not (key == "device.name" and value == "cpu"):
             raise ConfigError(key, value, f"{FAMILY_WORDS[spec.family]} (model.type="
                               f"{spec.name}) do not use it; leave it at {default!r}")
+    _check_dataset_family(cfg.dataset.name, spec)
     used = DATASET_FIELDS[cfg.dataset.name]
     for item in dataclasses.fields(DatasetConfig):
         value, default = getattr(cfg.dataset, item.name), getattr(defaults["dataset"], item.name)
@@ -117,6 +118,15 @@ def check_train(cfg: TrainConfig) -> None:
                          or spec.without_normalization(cfg.model) is None):
         raise ConfigError("baseline", True, f"model.type={spec.name} has no normalization to "
                           "drop; use a normalized model (model=bn_fc or model=ln_fc)")
+
+
+def _check_dataset_family(name: str, spec: Any) -> None:
+    from cvlab.data.constants import AUTO, CAPTION_DATASETS, IMAGE_DATASETS
+
+    allowed = {"captioning": CAPTION_DATASETS, "demo": ()}.get(spec.family, IMAGE_DATASETS)
+    if name != AUTO and name not in allowed and spec.family != "demo":
+        raise ConfigError("dataset.name", name, f"{FAMILY_WORDS[spec.family]} (model.type="
+                          f"{spec.name}) train on {', '.join((AUTO, *allowed))}")
 
 
 def _value(cfg: TrainConfig, defaults: dict[str, Any], key: str) -> tuple[Any, Any]:
