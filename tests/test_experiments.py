@@ -121,7 +121,7 @@ def test_evaluate_test_only_on_request(tmp_path):
 def test_unavailable_optimizer_is_a_user_error(tmp_path):
     result = cvlab(tmp_path, "train", "optimizer.name=adamw", *TINY_DATA, "epochs=1")
     assert result.returncode == 2
-    assert "not available for numpy models" in result.stderr
+    assert "adamw is for PyTorch models" in result.stderr
 
 
 @pytest.mark.slow

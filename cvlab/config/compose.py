@@ -205,9 +205,8 @@ def composition_message(err: BaseException, command: str) -> str:
         if isinstance(candidate, (ConfigKeyError, ConfigAttributeError)) and candidate.full_key:
             return _unknown_key(candidate)
         if isinstance(candidate, ValidationError) and candidate.full_key:
-            value = getattr(candidate, "value", None)
-            return (f"{candidate.full_key}={value!r} is not allowed: "
-                    f"{_first_line(candidate)}")
+            return (f"{candidate.full_key}={getattr(candidate, 'value', None)!r} is not "
+                    f"allowed: {_expected(candidate)}")
     return f"invalid config or override: {one_line(err)} (see cvlab {command} --help)"
 
 
@@ -246,7 +245,25 @@ def _fields(object_type: Any) -> list[str]:
     return []
 
 
-def _first_line(err: BaseException) -> str:
+TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _expected(err: ValidationError) -> str:
+    """What the field takes, from its declared type in the schema (else the error's text)."""
+    import typing
+
+    try:
+        declared = typing.get_type_hints(err.object_type).get(str(err.key))
+    except (TypeError, NameError):
+        declared = None
+    args = [a for a in typing.get_args(declared) if a is not type(None)]
+    if declared in TYPE_WORDS:
+        return TYPE_WORDS[declared]
+    if len(args) == 1 and args[0] in TYPE_WORDS:
+        origin = typing.get_origin(declared)
+        if origin is list:
+            return f"a list of {TYPE_WORDS[args[0]].split(' ', 1)[1]}s, e.g. [1,2]"
+        return TYPE_WORDS[args[0]] + ", or null"
     return (str(err).splitlines() or [type(err).__name__])[0]
 
 

@@ -95,9 +95,7 @@ def train_config(data: dict[str, Any]) -> TrainConfig:
 def check_train(cfg: TrainConfig) -> None:
     """Refuse what `cfg` sets that its model family or dataset would ignore, and a baseline
     run of a model without normalization."""
-    from cvlab.models.registry import spec_for
-
-    spec = spec_for(cfg.model.type)
+    spec = _spec_of(cfg.model)
     if spec.family == "numpy":
         _check_numpy_rule(cfg.optimizer.name)
     defaults = {"optimizer": OptimizerConfig(), "device": DeviceConfig(),
@@ -118,6 +116,20 @@ def check_train(cfg: TrainConfig) -> None:
                          or spec.without_normalization(cfg.model) is None):
         raise ConfigError("baseline", True, f"model.type={spec.name} has no normalization to "
                           "drop; use a normalized model (model=bn_fc or model=ln_fc)")
+
+
+def _spec_of(model: Any) -> Any:
+    """The spec of the model config; its `type` must be the one of the schema it came from."""
+    from cvlab.models.registry import model_types, spec_for
+
+    try:
+        spec = spec_for(model.type)
+    except ValueError:
+        spec = None
+    if spec is None or not isinstance(model, spec.schema):
+        raise ConfigError("model.type", model.type, "the type of the model option chosen; pick "
+                          f"the model with model=<option> (types: {', '.join(model_types())})")
+    return spec
 
 
 def _check_dataset_family(name: str, spec: Any) -> None:
