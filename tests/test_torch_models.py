@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cvlab.models.nets.challenge import ChallengeNet, predict_with_tta
+from cvlab.models.challenge import ChallengeConfig, build
+from cvlab.models.nets.challenge import predict_with_tta
 from cvlab.models.nets.torch_nets import (
     API_LEVELS,
     build_three_layer_convnet,
@@ -19,8 +20,8 @@ from cvlab.models.nets.torch_nets import (
 )
 
 BUILDERS = {
-    "fc": lambda api, **kw: build_two_layer_fc(api, hidden_dim=kw.get("hidden", 4000)),
-    "cnn": lambda api, **kw: build_three_layer_convnet(api, channel_1=32, channel_2=16),
+    "fc": lambda api, **kw: build_two_layer_fc(api, (3, 32, 32), kw.get("hidden", 4000), 10),
+    "cnn": lambda api, **kw: build_three_layer_convnet(api, (3, 32, 32), 32, 16, 10),
 }
 
 
@@ -65,10 +66,11 @@ def test_one_sgd_step_lowers_the_loss_on_a_fixed_batch(net, api):
 def test_barebones_forwards_compute_the_same_function_as_the_modules():
     torch.manual_seed(2)
     x = torch.randn(5, 3, 32, 32)
-    module = build_two_layer_fc("module", hidden_dim=50)
+    module = build_two_layer_fc("module", (3, 32, 32), hidden_dim=50, num_classes=10)
     params = [module.fc1.weight.T, module.fc1.bias, module.fc2.weight.T, module.fc2.bias]
     torch.testing.assert_close(two_layer_fc(x, params), module(x))
-    convnet = build_three_layer_convnet("sequential", channel_1=6, channel_2=4)
+    convnet = build_three_layer_convnet("sequential", (3, 32, 32), channel_1=6, channel_2=4,
+                                       num_classes=10)
     conv1, conv2, fc = convnet[0], convnet[2], convnet[5]
     params = [conv1.weight, conv1.bias, conv2.weight, conv2.bias, fc.weight.T, fc.bias]
     torch.testing.assert_close(three_layer_convnet(x, params), convnet(x))
@@ -83,10 +85,15 @@ def test_random_weight_is_kaiming_normal_with_the_course_fan_in():
     assert conv.std().item() == pytest.approx(math.sqrt(2 / 200), rel=0.05)
 
 
+def challenge_net(widths, depth=2):
+    """The challenge net of the schema's defaults at other widths (seeded with 0)."""
+    return build(ChallengeConfig(widths=list(widths), depth=depth), (3, 32, 32), 10, seed=0)
+
+
 @pytest.mark.parametrize("depth", [2, 3])
 def test_challenge_net_shapes_and_parameter_groups(depth):
     torch.manual_seed(4)
-    model = ChallengeNet((8, 16, 16), depth=depth)
+    model = challenge_net((8, 16, 16), depth=depth)
     assert model(torch.zeros(64, 3, 32, 32)).shape == (64, 10)
     groups = model.param_groups(learning_rate=0.5, weight_decay=0.002, bias_lr_scale=64)
     grouped = [p for g in groups for p in g["params"]]
@@ -101,7 +108,7 @@ def test_whitening_filters_decorrelate_training_patches():
     torch.manual_seed(5)
     mixing = torch.randn(3, 3)
     images = torch.einsum("dc,nchw->ndhw", mixing, torch.randn(200, 3, 8, 8)) + 0.5
-    model = ChallengeNet((8, 8, 8))
+    model = challenge_net((8, 8, 8))
     model.init_whitening(images, eps=0.0)
     half = model.whiten.weight.shape[0] // 2
     out = F.conv2d(images, model.whiten.weight[:half])
@@ -116,7 +123,7 @@ def test_whitening_stays_float32_under_bf16_autocast():
     torch.manual_seed(7)
     images = F.interpolate(torch.randn(64, 3, 8, 8), size=32, mode="bilinear")
     images = images + 0.01 * torch.randn_like(images)
-    model = ChallengeNet((8, 8, 8)).eval()
+    model = challenge_net((8, 8, 8)).eval()
     model.init_whitening(images)
     seen = []
     model.whiten.register_forward_hook(lambda module, args, out: seen.append(out))
@@ -134,7 +141,7 @@ def test_whitening_stays_float32_under_bf16_autocast():
 
 def test_flip_tta_is_mirror_invariant():
     torch.manual_seed(6)
-    model = ChallengeNet((8, 8, 8)).eval()
+    model = challenge_net((8, 8, 8)).eval()
     x = torch.randn(4, 3, 32, 32)
     torch.testing.assert_close(predict_with_tta(model, x, "flip"),
                                predict_with_tta(model, x.flip(-1), "flip"), atol=1e-5, rtol=1e-5)

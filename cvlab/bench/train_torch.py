@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from cvlab.bench import median_times
-from cvlab.models.nets.challenge import ChallengeNet
+from cvlab.models.challenge import ChallengeConfig, build
 
 
 def challenge_step(
@@ -26,7 +26,7 @@ def challenge_step(
     """A closure doing one challenge-net training step (forward, backward, SGD) on the CPU."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = ChallengeNet(tuple(widths))
+    model = build(ChallengeConfig(widths=list(widths)), (3, image_size, image_size), 10, seed)
     images = torch.randn(batch_size, 3, image_size, image_size, generator=generator)
     labels = torch.randint(0, 10, (batch_size,), generator=generator)
     model.init_whitening(images)

@@ -24,8 +24,8 @@ class CaptioningConfig:
 
     type: str = "captioning"
     cell_type: str = "rnn"
-    wordvec_dim: int = 256
-    hidden_dim: int = 512
+    wordvec_dim: int = 128  # the course's class defaults; its notebook trains 256 / 512
+    hidden_dim: int = 128
     dtype: str = "float32"
     max_length: int = 30
     bleu_every: int = 1

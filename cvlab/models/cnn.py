@@ -28,6 +28,28 @@ from cvlab.models.fc_net import draw_normal
 from cvlab.models.registry import ModelSpec, register
 
 
+@dataclass
+class ThreeLayerConvNetConfig:
+    """`model=cnn`: conv - relu - 2x2 max pool - affine - relu - affine - softmax."""
+
+    type: str = "three_layer_convnet"
+    num_filters: int = 32
+    filter_size: int = 7
+    hidden_dim: int = 100
+    weight_scale: float = 1e-3
+    reg: float = 0.0
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        check_positive("num_filters", self.num_filters)
+        check(self.filter_size > 0 and self.filter_size % 2 == 1, "filter_size",
+              self.filter_size, "an odd integer > 0")
+        check_positive("hidden_dim", self.hidden_dim)
+        check_positive("weight_scale", self.weight_scale)
+        check(self.reg >= 0, "reg", self.reg, "a number >= 0")
+        check_choice("dtype", self.dtype, DTYPES)
+
+
 class ThreeLayerConvNet:
     """conv - relu - 2x2 max pool - affine - relu - affine - softmax on (N, C, H, W) inputs.
 
@@ -38,12 +60,12 @@ class ThreeLayerConvNet:
     def __init__(
         self,
         input_dim: tuple[int, int, int] = (3, 32, 32),
-        num_filters: int = 32,
-        filter_size: int = 7,
-        hidden_dim: int = 100,
+        num_filters: int = ThreeLayerConvNetConfig.num_filters,
+        filter_size: int = ThreeLayerConvNetConfig.filter_size,
+        hidden_dim: int = ThreeLayerConvNetConfig.hidden_dim,
         num_classes: int = 10,
-        weight_scale: float = 1e-3,
-        reg: float = 0.0,
+        weight_scale: float = ThreeLayerConvNetConfig.weight_scale,
+        reg: float = ThreeLayerConvNetConfig.reg,
         dtype: Any = np.float32,
         rng: Any = None,
     ) -> None:
@@ -98,28 +120,6 @@ class ThreeLayerConvNet:
         for name in ("W1", "W2", "W3"):
             grads[name] += self.reg * self.params[name]
         return loss, grads
-
-
-@dataclass
-class ThreeLayerConvNetConfig:
-    """`model=cnn`: conv - relu - 2x2 max pool - affine - relu - affine - softmax."""
-
-    type: str = "three_layer_convnet"
-    num_filters: int = 32
-    filter_size: int = 7
-    hidden_dim: int = 100
-    weight_scale: float = 1e-3
-    reg: float = 0.0
-    dtype: str = "float32"
-
-    def __post_init__(self) -> None:
-        check_positive("num_filters", self.num_filters)
-        check(self.filter_size > 0 and self.filter_size % 2 == 1, "filter_size",
-              self.filter_size, "an odd integer > 0")
-        check_positive("hidden_dim", self.hidden_dim)
-        check_positive("weight_scale", self.weight_scale)
-        check(self.reg >= 0, "reg", self.reg, "a number >= 0")
-        check_choice("dtype", self.dtype, DTYPES)
 
 
 def build(cfg: ThreeLayerConvNetConfig, input_shape: tuple[int, ...], num_classes: int,

@@ -33,6 +33,30 @@ from cvlab.models.registry import ModelSpec, register
 NORMALIZATIONS = ("none", "batchnorm", "layernorm")
 
 
+@dataclass
+class FullyConnectedNetConfig:
+    """`model=fc|bn_fc|ln_fc|dropout_fc`: {affine - [norm] - relu - [dropout]} x (L-1) -
+    affine - softmax; dropout_keep_ratio is the probability of keeping a unit."""
+
+    type: str = "fc_net"
+    hidden_dims: list[int] = field(default_factory=lambda: [100, 100])
+    normalization: str = "none"
+    dropout_keep_ratio: float = 1.0
+    weight_scale: float = 1e-2
+    reg: float = 0.0
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        check(len(self.hidden_dims) > 0 and all(d > 0 for d in self.hidden_dims),
+              "hidden_dims", self.hidden_dims, "a non-empty list of integers > 0")
+        check_choice("normalization", self.normalization, NORMALIZATIONS)
+        check(0 < self.dropout_keep_ratio <= 1, "dropout_keep_ratio", self.dropout_keep_ratio,
+              "a keep probability in (0, 1]")
+        check_positive("weight_scale", self.weight_scale)
+        check(self.reg >= 0, "reg", self.reg, "a number >= 0")
+        check_choice("dtype", self.dtype, DTYPES)
+
+
 def draw_normal(rng: Any, shape: tuple[int, ...]) -> np.ndarray:
     """Standard normal draws of `shape` from a RandomState-like rng (or a Generator)."""
     if hasattr(rng, "randn"):
@@ -53,10 +77,10 @@ class FullyConnectedNet:
         hidden_dims: list[int],
         input_dim: int = 3 * 32 * 32,
         num_classes: int = 10,
-        dropout_keep_ratio: float = 1,
+        dropout_keep_ratio: float = FullyConnectedNetConfig.dropout_keep_ratio,
         normalization: str | None = None,
-        reg: float = 0.0,
-        weight_scale: float = 1e-2,
+        reg: float = FullyConnectedNetConfig.reg,
+        weight_scale: float = FullyConnectedNetConfig.weight_scale,
         dtype: Any = np.float32,
         seed: int | None = None,
         rng: Any = None,
@@ -174,30 +198,6 @@ class FullyConnectedNet:
             dout = self._hidden_backward(dout, caches[i - 1], i, grads)
             grads[f"W{i}"] += self.reg * self.params[f"W{i}"]
         return loss, grads
-
-
-@dataclass
-class FullyConnectedNetConfig:
-    """`model=fc|bn_fc|ln_fc|dropout_fc`: {affine - [norm] - relu - [dropout]} x (L-1) -
-    affine - softmax; dropout_keep_ratio is the probability of keeping a unit."""
-
-    type: str = "fc_net"
-    hidden_dims: list[int] = field(default_factory=lambda: [100, 100])
-    normalization: str = "none"
-    dropout_keep_ratio: float = 1.0
-    weight_scale: float = 1e-2
-    reg: float = 0.0
-    dtype: str = "float32"
-
-    def __post_init__(self) -> None:
-        check(len(self.hidden_dims) > 0 and all(d > 0 for d in self.hidden_dims),
-              "hidden_dims", self.hidden_dims, "a non-empty list of integers > 0")
-        check_choice("normalization", self.normalization, NORMALIZATIONS)
-        check(0 < self.dropout_keep_ratio <= 1, "dropout_keep_ratio", self.dropout_keep_ratio,
-              "a keep probability in (0, 1]")
-        check_positive("weight_scale", self.weight_scale)
-        check(self.reg >= 0, "reg", self.reg, "a number >= 0")
-        check_choice("dtype", self.dtype, DTYPES)
 
 
 def build(cfg: FullyConnectedNetConfig, input_shape: tuple[int, ...], num_classes: int,

@@ -26,7 +26,7 @@ from cvlab.layers.rnn import (
     temporal_softmax_loss,
     word_embedding_forward,
 )
-from cvlab.models.captioning import CELL_TYPES
+from cvlab.models.captioning import CELL_TYPES, CaptioningConfig
 
 PARAM_NAMES = ("W_embed", "W_proj", "b_proj", "Wx", "Wh", "b", "W_vocab", "b_vocab")
 
@@ -45,9 +45,9 @@ class CaptioningRNN:
         self,
         word_to_idx: Mapping[str, int],
         input_dim: int = 512,
-        wordvec_dim: int = 128,
-        hidden_dim: int = 128,
-        cell_type: str = "rnn",
+        wordvec_dim: int = CaptioningConfig.wordvec_dim,
+        hidden_dim: int = CaptioningConfig.hidden_dim,
+        cell_type: str = CaptioningConfig.cell_type,
         dtype: torch.dtype = torch.float32,
         generator: torch.Generator | None = None,
         device: str | torch.device = "cpu",

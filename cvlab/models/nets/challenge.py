@@ -78,13 +78,13 @@ class ChallengeNet(nn.Module):
 
     def __init__(
         self,
-        widths: Sequence[int] = (64, 256, 256),
-        num_classes: int = 10,
-        bn_momentum: float = 0.4,
-        scaling_factor: float = 1 / 9,
-        whiten_bias_epochs: int = 3,
-        in_channels: int = 3,
-        depth: int = 2,
+        widths: Sequence[int],
+        num_classes: int,
+        bn_momentum: float,
+        scaling_factor: float,
+        whiten_bias_epochs: int,
+        in_channels: int,
+        depth: int,
     ) -> None:
         super().__init__()
         patch_dim = in_channels * 2 * 2

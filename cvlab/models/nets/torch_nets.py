@@ -202,8 +202,8 @@ def three_layer_convnet_sequential(
 
 
 def build_two_layer_fc(
-    api: str, input_shape: tuple[int, int, int] = (3, 32, 32), hidden_dim: int = 4000,
-    num_classes: int = 10, generator: torch.Generator | None = None,
+    api: str, input_shape: tuple[int, int, int], hidden_dim: int, num_classes: int,
+    generator: torch.Generator | None = None,
 ) -> nn.Module:
     """The two-layer FC net at API level `api` (barebones | module | sequential)."""
     input_dim = math.prod(input_shape)
@@ -218,8 +218,8 @@ def build_two_layer_fc(
 
 
 def build_three_layer_convnet(
-    api: str, input_shape: tuple[int, int, int] = (3, 32, 32), channel_1: int = 32,
-    channel_2: int = 16, num_classes: int = 10, generator: torch.Generator | None = None,
+    api: str, input_shape: tuple[int, int, int], channel_1: int, channel_2: int,
+    num_classes: int, generator: torch.Generator | None = None,
 ) -> nn.Module:
     """The three-layer convnet at API level `api` (barebones | module | sequential)."""
     channels, height, width = input_shape
