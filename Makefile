@@ -36,7 +36,7 @@ install: $(VENV)/.installed $(VENV)/.ext-built
 
 run: install
 	$(CVLAB) train model=bn_fc sweep=weight_scale
-	$(CVLAB) plot run=latest
+	$(CVLAB) plot run=latest show_table=false
 
 lint: install
 	$(VENV)/bin/ruff check .

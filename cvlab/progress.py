@@ -1,4 +1,10 @@
-"""Progress reporting: a rich progress bar on a terminal, plain periodic lines otherwise."""
+"""The console and progress reporting: a rich progress bar on a terminal, plain periodic lines
+otherwise.
+
+`console` is the one rich console cvlab prints tables through: on a terminal it follows the
+terminal's width; piped or logged it is wide (NON_TERMINAL_WIDTH) and never wraps a line, so
+that file paths in logs stay whole.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,16 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-console = Console(stderr=False)
+NON_TERMINAL_WIDTH = 200
+
+
+def make_console() -> Console:
+    """A console on stdout: the terminal's width, or wide and unwrapped when not a terminal."""
+    terminal = sys.stdout.isatty()
+    return Console(width=None if terminal else NON_TERMINAL_WIDTH, soft_wrap=not terminal)
+
+
+console = make_console()
 
 
 def is_interactive() -> bool:

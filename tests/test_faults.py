@@ -129,8 +129,11 @@ def test_a_hostile_checkpoint_is_refused_and_never_executed(tmp_path, cvlab, fam
     assert resumed.returncode == 2
     assert "checkpoint.npz" in one_line(resumed.stderr)
     assert not marker.exists()
-    evil_npz(run_dir / "model.npz", marker)  # plot reads the weights: refused as well
+    for name in ("model.npz", "model_best.npz"):  # plot and eval read the weights
+        evil_npz(run_dir / name, marker)
     assert cvlab("plot", f"run={run_dir}").returncode == 0
+    evaluated = cvlab("eval", f"run={run_dir}")
+    assert evaluated.returncode == 2 and "model" in one_line(evaluated.stderr)
     assert not marker.exists()
 
 

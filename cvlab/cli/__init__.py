@@ -35,6 +35,8 @@ COMMANDS: dict[str, Command] = {
     "gradcheck": Command("check analytic gradients against numeric ones (layer=<name>|all)"),
     "plot": Command("draw figures, a table and report.md into a run or sweep folder",
                     run_folder=False),
+    "eval": Command("score a run's saved model again on its val or test split (eval.json)",
+                    run_folder=False),
     "data": Command("show what datasets are found (info) or download one (fetch)",
                     ("info", "fetch"), run_folder=False),
     "bench": Command("benchmark layers (layers) or training speed (train)", ("layers", "train")),
@@ -225,6 +227,8 @@ def execute(name: str, cfg: Any, run_dir: Path, overrides: list[str],
     from cvlab.runs import atomic_write_text
     from cvlab.train.core import Interrupted, signals_as_interrupts
 
+    if multirun:
+        _console_warnings_only()  # a sweep job says one line (below); its log has the rest
     try:
         with signals_as_interrupts():
             if COMMANDS[name].run_folder:
@@ -254,7 +258,25 @@ def execute(name: str, cfg: Any, run_dir: Path, overrides: list[str],
                overrides=overrides)
         return fail(f"cvlab {name}: {type(err).__name__}: {err} "
                     f"(traceback in {run_dir / 'error.log'})", 1), None
+    if multirun:
+        _say_job_done(name, run_dir)
     return int(code or 0), _objective(name, config, run_dir)
+
+
+def _console_warnings_only() -> None:
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and \
+                not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.WARNING)
+
+
+def _say_job_done(name: str, run_dir: Path) -> None:
+    from cvlab.runs import read_summary
+    from cvlab.train.run import done_line
+
+    summary = read_summary(run_dir)
+    if summary is not None:
+        print(f"cvlab {name}: job {run_dir.name}: {done_line(summary, run_dir)}", flush=True)
 
 
 def _objective(name: str, config: Any, run_dir: Path) -> float | None:

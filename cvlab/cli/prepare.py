@@ -178,8 +178,9 @@ SWEEP_TABLE_METRICS = ("best_val_acc", "best_train_acc", "val_bleu4", "train_ble
 
 def print_sweep_table(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
     """Job, status, the overrides that differ between jobs, and the key metrics."""
-    from rich.console import Console
     from rich.table import Table
+
+    from cvlab.progress import make_console
 
     tokens = [str(row.get("overrides", "")).split() for row in rows]
     shared = set.intersection(*map(set, tokens)) if tokens else set()
@@ -191,7 +192,7 @@ def print_sweep_table(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
         varying = " ".join(w for w in words if w not in shared)
         table.add_row(str(row["job"]), str(row["status"]), varying,
                       *(_cell(row.get(m)) for m in metrics))
-    Console(width=160 if not sys.stdout.isatty() else None).print(table)
+    make_console().print(table)
 
 
 def _cell(value: Any) -> str:

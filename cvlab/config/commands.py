@@ -36,6 +36,21 @@ class DataConfig:
 
 
 @dataclass
+class EvalConfig:
+    run: str = "latest"  # a training run folder, or `latest`
+    split: str = "val"  # val | test (the test split only when asked)
+    weights: str = "best"  # best (model_best.npz, else model.npz) | last (model.npz)
+    device: str | None = None  # PyTorch models: auto | cpu | cuda | mps (null: the run's)
+    outputs_root: str = "outputs"
+
+    def __post_init__(self) -> None:
+        check_choice("split", self.split, ("val", "test"))
+        check_choice("weights", self.weights, ("best", "last"))
+        if self.device is not None:
+            check_choice("device", self.device, ("auto", "cpu", "cuda", "mps"))
+
+
+@dataclass
 class BenchConfig:
     action: str = "layers"  # layers | train
     repeats: int = 5

@@ -3,7 +3,8 @@
     <command>_schema            the primary schema of a command (train.yaml lists train_schema
                                 first in its defaults)
     model/<type>_schema         one per model type (cvlab.models.registry)
-    dataset/dataset_schema, optimizer/optimizer_schema, device/device_schema
+    dataset/dataset_schema, optimizer/optimizer_schema, device/device_schema,
+    logger/logger_schema
 
 Composition is then typed by Hydra: a misspelled key or a value of the wrong type fails while
 composing; range checks run when the composition is turned into dataclasses
@@ -14,12 +15,25 @@ from __future__ import annotations
 
 from hydra.core.config_store import ConfigStore
 
-from cvlab.config.commands import BenchConfig, DataConfig, GradcheckConfig, PlotConfig
-from cvlab.config.train import DatasetConfig, DeviceConfig, OptimizerConfig, TrainConfig
+from cvlab.config.commands import (
+    BenchConfig,
+    DataConfig,
+    EvalConfig,
+    GradcheckConfig,
+    PlotConfig,
+)
+from cvlab.config.train import (
+    DatasetConfig,
+    DeviceConfig,
+    LoggerConfig,
+    OptimizerConfig,
+    TrainConfig,
+)
 
 PRIMARY_SCHEMAS = {"train": TrainConfig, "gradcheck": GradcheckConfig, "plot": PlotConfig,
-                   "data": DataConfig, "bench": BenchConfig}
-GROUP_SCHEMAS = {"dataset": DatasetConfig, "optimizer": OptimizerConfig, "device": DeviceConfig}
+                   "eval": EvalConfig, "data": DataConfig, "bench": BenchConfig}
+GROUP_SCHEMAS = {"dataset": DatasetConfig, "optimizer": OptimizerConfig, "device": DeviceConfig,
+                 "logger": LoggerConfig}
 SCHEMA_SUFFIX = "_schema"
 
 _registered = False

@@ -136,6 +136,19 @@ class DeviceConfig:
 
 
 @dataclass
+class LoggerConfig:
+    """Where a run's metrics go besides metrics.csv, which is always written (plot, eval and
+    resume read it): tensorboard writes TensorBoard event files into <run folder>/<log_dir>."""
+
+    tensorboard: bool = False
+    log_dir: str = "tensorboard"
+
+    def __post_init__(self) -> None:
+        check(bool(self.log_dir) and not self.log_dir.startswith(("/", "..")), "log_dir",
+              self.log_dir, "a folder name inside the run folder")
+
+
+@dataclass
 class TrainConfig:
     """Everything one `cvlab train` run needs.
 
@@ -148,6 +161,7 @@ class TrainConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     experiment: str | None = None  # name of the experiment overlay, for records and plots
     seed: int = 0
     epochs: int = 10

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,21 @@ def filter_grid(weights: np.ndarray, padding: int = 1, upper: float = 255.0) -> 
         y0, x0 = row * (height + padding), col * (width + padding)
         grid[y0:y0 + height, x0:x0 + width] = scaled
     return grid
+
+
+def first_conv_weights(tree: Any) -> np.ndarray | None:
+    """The first 4-D array (F, C, HH, WW) in a tree of weights (dicts in order, numpy arrays
+    or torch tensors): a model's first-layer conv filters."""
+    if isinstance(tree, dict):
+        for value in tree.values():
+            found = first_conv_weights(value)
+            if found is not None:
+                return found
+        return None
+    array = tree.detach().float().numpy() if hasattr(tree, "detach") else tree
+    if isinstance(array, np.ndarray) and array.ndim == 4:
+        return np.asarray(array, dtype=float)
+    return None
 
 
 def plot_filters(weights: np.ndarray, out_path: Path, title: str) -> Path:

@@ -175,6 +175,7 @@ def first_layer_filters(run: RunRecord) -> np.ndarray | None:
     spec has the "filters" plot hook; None when there are none to draw."""
     from cvlab.errors import UserError
     from cvlab.models.registry import spec_for
+    from cvlab.plot.images import first_conv_weights
     from cvlab.train.run import load_weights
 
     try:
@@ -188,8 +189,4 @@ def first_layer_filters(run: RunRecord) -> np.ndarray | None:
         weights = load_weights(path)["weights"]
     except UserError:
         return None
-    for value in weights.values():
-        array = value.detach().float().numpy() if hasattr(value, "detach") else value
-        if getattr(array, "ndim", 0) == 4:
-            return np.asarray(array, dtype=float)
-    return None
+    return first_conv_weights(weights)

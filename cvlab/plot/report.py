@@ -115,8 +115,9 @@ def _single_run_table(target: Target, title: str) -> Table:
 
 def print_table(table: Table) -> None:
     """Print the table with rich (plain text when not on a terminal)."""
-    from rich.console import Console
     from rich.table import Table as RichTable
+
+    from cvlab.progress import make_console
 
     rich_table = RichTable(title=table.title)
     for column in table.columns:
@@ -125,9 +126,7 @@ def print_table(table: Table) -> None:
                               no_wrap=column in ("model", "run", "weight scale"))
     for row in table.rows:
         rich_table.add_row(*row)
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=160)
+    console = make_console()
     console.print(rich_table)
 
 

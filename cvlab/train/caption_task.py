@@ -156,8 +156,14 @@ class CaptionRunTask(CaptioningSolverTask):
         }
 
     def evaluate_split(self, split: str) -> dict[str, float]:
-        raise UserError("evaluate_test=true: the captioning sets have no test split; "
-                        "their val BLEU is the held-out score")
+        """BLEU of the `split` subset (val: the held-out images; the sets have no test split)."""
+        if split not in self.evaluators:
+            raise UserError(f"split={split}: the captioning sets have no {split} split; their "
+                            "val BLEU is the held-out score (split=val)")
+        evaluator = self.evaluators[split]
+        self.generated[split] = evaluator.generate(self.solver.model, self.model_cfg.max_length)
+        scores = evaluator.scores(self.generated[split])
+        return {f"{split}_{name}": value for name, value in scores.items()}
 
     def weights(self) -> dict[str, dict[str, Any]]:
         return {"model": dict(self.solver.model.params)}
@@ -166,16 +172,21 @@ class CaptionRunTask(CaptioningSolverTask):
         for group in self.solver.optim.param_groups:
             group["lr"] *= factor
 
+    def samples(self) -> dict[str, list[dict[str, Any]]]:
+        """Generated and reference captions of `gallery_samples` images per split (of the
+        last evaluation)."""
+        count = self.model_cfg.gallery_samples
+        return {split: evaluator.samples(self.generated[split], count)
+                for split, evaluator in self.evaluators.items() if split in self.generated}
+
+    def load_weights(self, tree: dict[str, Any]) -> None:
+        self.solver.model.load_state_dict(tree)
+
     def write_extras(self, run_dir: Path) -> list[str]:
         if not self.generated:
             return []
-        count = self.model_cfg.gallery_samples
-        samples = {
-            "dataset": self.dataset, "source": str(self.base_dir),
-            "cell_type": self.model_cfg.cell_type,
-            "splits": {split: evaluator.samples(self.generated[split], count)
-                       for split, evaluator in self.evaluators.items() if split in self.generated},
-        }
+        samples = {"dataset": self.dataset, "source": str(self.base_dir),
+                   "cell_type": self.model_cfg.cell_type, "splits": self.samples()}
         atomic_write_text(run_dir / SAMPLES, to_json(samples))
         return [SAMPLES]
 

@@ -109,6 +109,7 @@ class Records:
     checkpoint: bool = True
     carry_from: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # saved with each checkpoint
+    sinks: list[Any] = field(default_factory=list)  # more writers of each row (TensorBoard)
 
 
 @dataclass
@@ -187,12 +188,15 @@ class _Loop:
 
     def write(self, rows: list[tuple[int, int, float, float | None]],
               metrics: dict[str, float] | None) -> None:
-        """One metrics.csv row per update; `metrics` joins the last row."""
+        """One metrics.csv row per update (and to each sink); `metrics` joins the last row."""
         if self.logger is None:
             return
         for k, (iteration, epoch, loss, lr) in enumerate(rows):
             extra = metrics if (metrics and k == len(rows) - 1) else {}
-            self.logger.log(iteration=iteration, epoch=epoch, loss=loss, lr=lr, **extra)
+            row = {"iteration": iteration, "epoch": epoch, "loss": loss, "lr": lr, **extra}
+            self.logger.log(**row)
+            for sink in self.records.sinks:
+                sink.log(row)
 
     def diverging(self, loss: float) -> bool:
         first = self.result.first_loss

@@ -9,6 +9,7 @@ from numpy's global RNG, which is seeded too, so that a seeded run is reproducib
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from cvlab.errors import UserError
 from cvlab.models.registry import ModelSpec
 from cvlab.train.core import LoopResult
 from cvlab.train.run import Prepared
-from cvlab.train.solver import Solver, SolverTask
+from cvlab.train.solver import MODEL_BUFFERS, Solver, SolverTask
 
 # Decoded datasets kept per process: the jobs of a parallel sweep run in a few reused
 # worker processes, so each worker loads the data once.
@@ -93,9 +94,35 @@ class NumpyRunTask(SolverTask):
         with np.errstate(over="ignore", invalid="ignore"):
             return {f"{split}_acc": self.solver.check_accuracy(X, y)}
 
-    def weights(self) -> dict[str, dict[str, np.ndarray]]:
-        """The run's model: the params with the best validation accuracy (the course's)."""
-        return {"model": dict(self.solver.model.params)}
+    def finish(self, status: str) -> None:
+        """Keep the last update's weights, then restore the best ones (the course's)."""
+        self.last = self._weights()
+        super().finish(status)
+
+    def _weights(self) -> dict[str, Any]:
+        """The model's params and the buffers test mode needs (batchnorm's statistics)."""
+        model = self.solver.model
+        buffers = {name: copy.deepcopy(getattr(model, name)) for name in MODEL_BUFFERS
+                   if hasattr(model, name)}
+        return {"params": {k: v.copy() for k, v in model.params.items()}, "buffers": buffers}
+
+    def weights(self) -> dict[str, dict[str, Any]]:
+        """model: the last update's weights; model_best: the best validation accuracy's (what
+        the course's Solver restores, and test_acc uses)."""
+        return {"model": getattr(self, "last", None) or self._weights(),
+                "model_best": self._weights()}
+
+    def load_weights(self, tree: dict[str, Any]) -> None:
+        """Put saved weights (weights()["model"]) into the model; ValueError if they differ."""
+        model = self.solver.model
+        params = tree["params"]
+        for name, value in model.params.items():
+            if name not in params or params[name].shape != value.shape:
+                raise ValueError(f"the saved weights have no {name} of shape {value.shape}")
+        model.params = {name: np.array(params[name], dtype=value.dtype)
+                        for name, value in model.params.items()}
+        for name, value in tree.get("buffers", {}).items():
+            setattr(model, name, value)
 
     def scale_learning_rate(self, factor: float) -> None:
         for config in self.solver.optim_configs.values():

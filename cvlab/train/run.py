@@ -38,6 +38,7 @@ from cvlab.train.core import (
     final_loss_metrics,
     run_loop,
 )
+from cvlab.train.tensorboard import TensorBoardSink
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +133,9 @@ def _run_training(cfg: Any, spec: ModelSpec, model_cfg: Any, run_dir: Path,
                        else (None, None))
     summary.resumed_from = str(source) if source else None
     save_summary(run_dir, summary)
+    sinks = [TensorBoardSink(run_dir / cfg.logger.log_dir)] if cfg.logger.tensorboard else []
     records = Records(run_dir, checkpoint=cfg.checkpoint, carry_from=source,
-                      meta={"family": spec.family, "model_type": spec.name})
+                      meta={"family": spec.family, "model_type": spec.name}, sinks=sinks)
     options = LoopOptions(print_every=cfg.print_every, progress=cfg.progress,
                           description=f"train {cfg.experiment or cfg.model.type}",
                           printer=log.info,
@@ -144,9 +146,25 @@ def _run_training(cfg: Any, spec: ModelSpec, model_cfg: Any, run_dir: Path,
         except Interrupted as interrupted:
             _record(summary, task, interrupted.result, run_dir)  # type: ignore[attr-defined]
             raise
+        finally:
+            _close_sinks(sinks, spec, task)
         _record(summary, task, result, run_dir)
         if cfg.evaluate_test and result.status == "completed":
             summary.metrics.update(task.evaluate_split("test"))
+
+
+def _close_sinks(sinks: list[Any], spec: ModelSpec, task: Any) -> None:
+    """The end-of-run pictures (first-layer filters, caption samples), then close."""
+    from cvlab.plot.images import first_conv_weights
+
+    for sink in sinks:
+        filters = first_conv_weights(task.weights()["model"]) if "filters" in spec.plot_hooks \
+            else None
+        if filters is not None:
+            sink.add_filters(filters, task.iteration)
+        if hasattr(task, "samples") and getattr(task, "generated", None):
+            sink.add_captions(task.samples(), task.iteration)
+        sink.close()
 
 
 def _record(summary: RunSummary, task: Any, result: LoopResult, run_dir: Path) -> None:
@@ -263,10 +281,14 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _say_done(summary: RunSummary, run_dir: Path) -> None:
-    metrics = summary.metrics
+    log.info(done_line(summary, run_dir))
+
+
+def done_line(summary: RunSummary, run_dir: Path) -> str:
+    """`completed, best_val_acc 0.31, ...; results in <run folder>`: how a run ended."""
     parts = [summary.status]
     for name in ("best_val_acc", "final_val_acc", "test_acc", "val_bleu4", "final_loss"):
-        value = metrics.get(name)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = summary.metric(name)
+        if value is not None:
             parts.append(f"{name} {value:.4g}")
-    log.info("%s; results in %s", ", ".join(parts), run_dir)
+    return f"{', '.join(parts)}; results in {run_dir}"

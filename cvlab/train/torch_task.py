@@ -324,6 +324,9 @@ class TorchRunTask:
             weights["model_best"] = self.best_state
         return weights
 
+    def load_weights(self, tree: dict[str, Any]) -> None:
+        self.model.load_state_dict(tree)
+
     def write_extras(self, run_dir: Any) -> list[str]:
         return []
 
