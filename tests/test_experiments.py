@@ -77,8 +77,8 @@ def test_resume_through_the_cli_matches_an_uninterrupted_run(tmp_path):
     resumed = cvlab(tmp_path / "resumed", "train", *args, "epochs=4", f"resume={first_dir}")
     assert resumed.returncode == 0, resumed.stderr
     (resumed_dir,) = _run_folders(tmp_path / "resumed")
-    a = load_weights(full_dir / "model.npz")["weights"]
-    b = load_weights(resumed_dir / "model.npz")["weights"]
+    a = load_weights(full_dir / "model.npz")["weights"]["params"]
+    b = load_weights(resumed_dir / "model.npz")["weights"]["params"]
     for name in a:
         np.testing.assert_array_equal(a[name], b[name])
 
@@ -163,7 +163,7 @@ def test_cnn_experiments_end_to_end_and_plot(tmp_path, experiment):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed"
     assert summary["experiment"] == experiment and summary["family"] == "numpy"
-    assert load_weights(run / "model.npz")["weights"]["W1"].shape == (4, 3, 7, 7)
+    assert load_weights(run / "model.npz")["weights"]["params"]["W1"].shape == (4, 3, 7, 7)
     _plot(tmp_path, run, {"curves.png", "filters.png"})
 
 
