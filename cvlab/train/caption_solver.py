@@ -28,7 +28,7 @@ import torch
 
 from cvlab.data.coco import sample_coco_minibatch
 from cvlab.models.nets.captioning import CaptioningRNN
-from cvlab.train.core import LoopOptions, Records, run_loop
+from cvlab.train.core import LoopOptions, Records, SolverAdapter, run_loop
 from cvlab.train.torch_schedules import make_optimizer
 
 DEFAULTS: dict[str, Any] = {
@@ -146,38 +146,11 @@ class CaptioningSolver:
         return run_loop(CaptioningSolverTask(self), options, records).status
 
 
-class CaptioningSolverTask:
+class CaptioningSolverTask(SolverAdapter):
     """The CaptioningSolver as a cvlab.train.core Task (no evaluation: see caption_task)."""
-
-    metric_columns: tuple[str, ...] = ()
-    flush_every = 1
-
-    def __init__(self, solver: CaptioningSolver) -> None:
-        self.solver = solver
-        self.num_epochs = solver.num_epochs
-        self.iterations_per_epoch = solver.iterations_per_epoch
-
-    @property
-    def iteration(self) -> int:
-        return self.solver.iteration
-
-    @property
-    def epoch(self) -> int:
-        return self.solver.epoch
-
-    def step(self) -> float:
-        loss = self.solver._step()
-        self.solver.iteration += 1
-        return loss
-
-    def to_floats(self, losses: list[Any]) -> list[float]:
-        return [float(v) for v in losses]
 
     def learning_rate(self) -> float:
         return self.solver.lr
-
-    def end_epoch(self) -> None:
-        self.solver._end_epoch()
 
     def should_evaluate(self, epoch_end: bool) -> bool:
         return False
@@ -187,12 +160,3 @@ class CaptioningSolverTask:
 
     def describe(self, metrics: dict[str, float]) -> str:
         return ""
-
-    def state(self) -> dict[str, Any]:
-        return self.solver.state()
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.solver.load_state(state)
-
-    def finish(self, status: str) -> None:
-        pass

@@ -88,6 +88,54 @@ class Task(Protocol):
     def finish(self, status: str) -> None: ...  # after the loop (e.g. restore best params)
 
 
+class SolverAdapter:
+    """A course-style solver as a Task: one with `iteration`, `epoch`, `num_epochs`,
+    `iterations_per_epoch`, `_step()` (one update, its loss), `_end_epoch()` and
+    `state()` / `load_state()`. Subclasses add the learning rate and the evaluations."""
+
+    metric_columns: tuple[str, ...] = ()
+    flush_every = 1
+
+    def __init__(self, solver: Any) -> None:
+        self.solver = solver
+
+    @property
+    def iteration(self) -> int:
+        return self.solver.iteration
+
+    @property
+    def epoch(self) -> int:
+        return self.solver.epoch
+
+    @property
+    def num_epochs(self) -> int:
+        return self.solver.num_epochs
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        return self.solver.iterations_per_epoch
+
+    def step(self) -> float:
+        loss = self.solver._step()
+        self.solver.iteration += 1
+        return loss
+
+    def to_floats(self, losses: list[Any]) -> list[float]:
+        return [float(v) for v in losses]
+
+    def end_epoch(self) -> None:
+        self.solver._end_epoch()
+
+    def state(self) -> dict[str, Any]:
+        return self.solver.state()
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.solver.load_state(state)
+
+    def finish(self, status: str) -> None:
+        pass
+
+
 @dataclass
 class LoopOptions:
     print_every: int = 10

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from cvlab.train.core import LoopOptions, Records, run_loop
+from cvlab.train.core import LoopOptions, Records, SolverAdapter, run_loop
 from cvlab.train.optim import apply_updates, get_update_rule
 
 # Attributes of a model that hold state outside `params` (batchnorm running statistics,
@@ -243,46 +243,18 @@ class Solver:
         self.diverged = result.status == "diverged"
 
 
-class SolverTask:
+class SolverTask(SolverAdapter):
     """The Solver as a cvlab.train.core Task: the course's steps, checks and decay."""
 
     metric_columns = ("train_acc", "val_acc")
-    flush_every = 1
-
-    def __init__(self, solver: Solver) -> None:
-        self.solver = solver
-
-    @property
-    def iteration(self) -> int:
-        return self.solver.iteration
-
-    @property
-    def epoch(self) -> int:
-        return self.solver.epoch
-
-    @property
-    def num_epochs(self) -> int:
-        return self.solver.num_epochs
-
-    @property
-    def iterations_per_epoch(self) -> int:
-        return self.solver.iterations_per_epoch
 
     def step(self) -> float:
         # Diverging runs overflow on purpose; the loop reports the non-finite loss once.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            loss = self.solver._step()
-        self.solver.iteration += 1
-        return loss
-
-    def to_floats(self, losses: list[Any]) -> list[float]:
-        return [float(v) for v in losses]
+            return super().step()
 
     def learning_rate(self) -> float | None:
         return self.solver.learning_rate()
-
-    def end_epoch(self) -> None:
-        self.solver._end_epoch()
 
     def should_evaluate(self, epoch_end: bool) -> bool:
         return epoch_end or self.solver.iteration == 1
@@ -295,12 +267,6 @@ class SolverTask:
     def describe(self, metrics: dict[str, float]) -> str:
         return (f"(Epoch {self.solver.epoch} / {self.solver.num_epochs}) train acc: "
                 f"{metrics['train_acc']:f}; val_acc: {metrics['val_acc']:f}")
-
-    def state(self) -> dict[str, Any]:
-        return self.solver.state()
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.solver.load_state(state)
 
     def finish(self, status: str) -> None:
         self.solver.diverged = status == "diverged"
