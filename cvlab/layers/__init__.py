@@ -2,8 +2,10 @@
 
 Everything follows the course's conventions (docs/course.md section 1). Files by family:
 affine (affine, relu), losses (softmax, svm), batchnorm, layernorm, dropout, conv_naive,
-pool_naive, fast (compiled conv/pool with a numpy fallback), spatial (spatial batchnorm,
-group norm) and sandwich (common layer sequences). The recurrent layers of the captioner
+pool_naive, fast (compiled conv/pool with a numpy fallback), conv_relu_pool (the fused
+sandwich), spatial (spatial batchnorm, group norm) and sandwich (common layer sequences).
+threads holds the threading policy (`set_threads(n)`: n threads for the layers, BLAS
+single-threaded). The recurrent layers of the captioner
 (rnn.py) work on torch tensors; they are re-exported here lazily, so importing the numpy layers
 does not import torch.
 """
@@ -44,6 +46,7 @@ from cvlab.layers.spatial import (
     spatial_groupnorm_backward,
     spatial_groupnorm_forward,
 )
+from cvlab.layers.threads import set_threads, use_threads
 
 _RECURRENT = (
     "rnn_step_forward", "rnn_forward", "lstm_step_forward", "lstm_forward",
@@ -67,5 +70,5 @@ __all__ = [*_RECURRENT,
     "max_pool_backward_fast", "max_pool_backward_naive", "max_pool_forward_fast",
     "max_pool_forward_naive", "relu_backward", "relu_forward", "softmax_loss",
     "spatial_batchnorm_backward", "spatial_batchnorm_forward", "spatial_groupnorm_backward",
-    "spatial_groupnorm_forward", "svm_loss", "use_implementation",
+    "spatial_groupnorm_forward", "svm_loss", "set_threads", "use_implementation", "use_threads",
 ]

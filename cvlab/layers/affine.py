@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cvlab.layers import fast
+
 
 def affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:
     """Affine layer: out = x.reshape(N, D) @ w + b.
@@ -44,7 +46,27 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, x
 
 
-def relu_backward(dout: np.ndarray, cache: np.ndarray) -> np.ndarray:
-    """Backward of relu_forward: dx = dout where x > 0, else 0 (shape of x)."""
+def relu_backward(dout: np.ndarray, cache: np.ndarray,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """Backward of relu_forward: dx = dout * (x > 0) (shape of x).
+
+    out: where to write dx (it may be dout itself when the caller no longer needs dout);
+    default a new array. No mask array is allocated when dout and x are float32 or float64
+    arrays of one dtype (the products are the same, bit for bit).
+    """
     x = cache
-    return dout * (x > 0)
+    if np.shape(dout) != np.shape(x):
+        raise ValueError(f"relu backward: dout {np.shape(dout)} must have the shape of the "
+                         f"forward's input {np.shape(x)}")
+    fits = (isinstance(dout, np.ndarray) and isinstance(x, np.ndarray)
+            and dout.dtype == x.dtype and dout.dtype in (np.float32, np.float64)
+            and dout.flags.c_contiguous and x.flags.c_contiguous)
+    if out is None:
+        if not fits:
+            return dout * (x > 0)
+        out = np.empty_like(dout)
+    if fits and out.dtype == dout.dtype and out.shape == dout.shape and out.flags.c_contiguous:
+        fast.kernels().relu_backward(dout.reshape(-1), x.reshape(-1), out.reshape(-1))
+    else:
+        np.multiply(dout, x > 0, out=out)
+    return out

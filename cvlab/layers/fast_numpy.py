@@ -92,3 +92,39 @@ def max_pool_backward(dout: np.ndarray, argmax: np.ndarray, H: int, W: int,
             routed = np.where(offset == di * pool_width + dj, dout, zero)
             dx[:, :, di:di + row_end:stride, dj:dj + col_end:stride] += routed
     return dx
+
+
+def bias_relu_pool(rows: np.ndarray, bias: np.ndarray, W_conv: int, pool_height: int,
+                   pool_width: int, stride: int, pooled: np.ndarray, argmax: np.ndarray) -> None:
+    """Like cvlab.ext.fused.bias_relu_pool: rows (F, H_conv * W_conv) of one image without the
+    bias -> pooled (F, H', W') of relu(rows + bias) and the first maximum's offset in each
+    window (uint8 argmax (F, H', W')), written in place."""
+    F, H_out, W_out = pooled.shape
+    a = rows.reshape(F, -1, W_conv) + bias[:, None, None]
+    s = np.maximum(a, 0)[None]
+    out, index = max_pool_forward(s, pool_height, pool_width, stride, H_out, W_out)
+    pooled[...] = out[0]
+    row, col = np.divmod(index[0], W_conv)
+    argmax[...] = ((row - (np.arange(H_out) * stride)[:, None]) * pool_width
+                   + col - (np.arange(W_out) * stride)[None, :])
+
+
+def relu_pool_backward(dpool: np.ndarray, pooled: np.ndarray, argmax: np.ndarray, W_conv: int,
+                       pool_height: int, pool_width: int, stride: int, drows: np.ndarray,
+                       db: np.ndarray) -> None:
+    """Like cvlab.ext.fused.relu_pool_backward: each window's gradient to its maximum when
+    that is > 0, into drows (F, H_conv * W_conv) (overwritten); db (F,) gets the sums."""
+    F, H_out, W_out = dpool.shape
+    passed = np.where(pooled > 0, dpool, dpool.dtype.type(0))
+    di, dj = np.divmod(argmax.astype(np.int64), pool_width)
+    rows = (np.arange(H_out) * stride)[:, None] + di
+    cols = (np.arange(W_out) * stride)[None, :] + dj
+    H_conv = drows.shape[1] // W_conv
+    drows[...] = max_pool_backward(passed[None], (rows * W_conv + cols)[None], H_conv, W_conv,
+                                   pool_height, pool_width, stride).reshape(F, -1)
+    db[...] = passed.sum(axis=(1, 2), dtype=np.float64)
+
+
+def relu_backward(dout: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    """out = dout * (x > 0), flat arrays of one length (out may be dout)."""
+    np.multiply(dout, x > 0, out=out)

@@ -6,6 +6,11 @@ import numpy as np
 
 from cvlab.layers.affine import affine_backward, affine_forward, relu_backward, relu_forward
 from cvlab.layers.batchnorm import batchnorm_backward_alt, batchnorm_forward
+from cvlab.layers.conv_relu_pool import (
+    MAX_WINDOW,
+    conv_relu_pool_backward_fused,
+    conv_relu_pool_forward_fused,
+)
 from cvlab.layers.dropout import dropout_backward, dropout_forward
 from cvlab.layers.fast import (
     conv_backward_fast,
@@ -84,30 +89,43 @@ def conv_relu_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray,
     return out, (conv_cache, relu_cache)
 
 
-def conv_relu_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray,
-                                                                np.ndarray]:
-    """Backward of conv_relu_forward: dout (N, F, H', W') -> (dx, dw, db)."""
+def conv_relu_backward(dout: np.ndarray, cache: tuple, compute_dx: bool = True
+                       ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Backward of conv_relu_forward: dout (N, F, H', W') -> (dx, dw, db); dx is None with
+    compute_dx=False (a first layer, whose input gradient nobody uses)."""
     conv_cache, relu_cache = cache
     da = relu_backward(dout, relu_cache)
-    return conv_backward_fast(da, conv_cache)
+    return conv_backward_fast(da, conv_cache, compute_dx=compute_dx)
 
 
 def conv_relu_pool_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: dict,
                            pool_param: dict) -> tuple[np.ndarray, tuple]:
-    """Convolution (fast) - ReLU - max pool (fast). Returns (out (N, F, H'', W''), cache)."""
+    """Convolution (fast) - ReLU - max pool (fast). Returns (out (N, F, H'', W''), cache).
+
+    The three run as fused kernels (cvlab.layers.conv_relu_pool) with the same results; a pool
+    window of more than 256 positions runs them one after the other.
+    """
+    pool_height, pool_width = pool_param.get("pool_height", 2), pool_param.get("pool_width", 2)
+    if pool_height * pool_width <= MAX_WINDOW:
+        out, fused_cache = conv_relu_pool_forward_fused(x, w, b, conv_param, pool_param)
+        return out, ("fused", fused_cache)
     a, conv_cache = conv_forward_fast(x, w, b, conv_param)
     s, relu_cache = relu_forward(a)
     out, pool_cache = max_pool_forward_fast(s, pool_param)
-    return out, (conv_cache, relu_cache, pool_cache)
+    return out, ("layers", (conv_cache, relu_cache, pool_cache))
 
 
-def conv_relu_pool_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray,
-                                                                     np.ndarray]:
-    """Backward of conv_relu_pool_forward -> (dx, dw, db)."""
-    conv_cache, relu_cache, pool_cache = cache
+def conv_relu_pool_backward(dout: np.ndarray, cache: tuple, compute_dx: bool = True
+                            ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Backward of conv_relu_pool_forward -> (dx, dw, db); dx is None with compute_dx=False
+    (a first layer, whose input gradient nobody uses: saves a GEMM and a col2im)."""
+    kind, inner = cache
+    if kind == "fused":
+        return conv_relu_pool_backward_fused(dout, inner, compute_dx=compute_dx)
+    conv_cache, relu_cache, pool_cache = inner
     ds = max_pool_backward_fast(dout, pool_cache)
-    da = relu_backward(ds, relu_cache)
-    return conv_backward_fast(da, conv_cache)
+    da = relu_backward(ds, relu_cache, out=ds)
+    return conv_backward_fast(da, conv_cache, compute_dx=compute_dx)
 
 
 def conv_bn_relu_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, gamma: np.ndarray,

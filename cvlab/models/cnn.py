@@ -1,4 +1,4 @@
-"""ThreeLayerConvNet: the course's small convolutional network (numpy, fast conv/pool layers).
+"""ThreeLayerConvNet: the course's small convolutional network (numpy, fused fast layers).
 
     conv (F filters HHxWW, stride 1, pad (HH-1)//2) - relu - 2x2 max pool (stride 2)
     - affine (hidden_dim) - relu - affine (num_classes) - softmax
@@ -16,14 +16,12 @@ from cvlab.config import DTYPES, check, check_choice, check_positive
 from cvlab.layers import (
     affine_backward,
     affine_forward,
+    conv_relu_pool_backward,
+    conv_relu_pool_forward,
     relu_backward,
     relu_forward,
     softmax_loss,
 )
-from cvlab.layers import conv_backward_fast as conv_backward
-from cvlab.layers import conv_forward_fast as conv_forward
-from cvlab.layers import max_pool_backward_fast as max_pool_backward
-from cvlab.layers import max_pool_forward_fast as max_pool_forward
 from cvlab.models.fc_net import draw_normal
 from cvlab.models.registry import ModelSpec, register
 
@@ -97,9 +95,7 @@ class ThreeLayerConvNet:
         conv_param = {"stride": 1, "pad": (filter_size - 1) // 2}
         pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
 
-        conv_out, conv_cache = conv_forward(X, W1, b1, conv_param)
-        relu1_out, relu1_cache = relu_forward(conv_out)
-        pool_out, pool_cache = max_pool_forward(relu1_out, pool_param)
+        pool_out, conv_cache = conv_relu_pool_forward(X, W1, b1, conv_param, pool_param)
         hidden, affine2_cache = affine_forward(pool_out, W2, b2)
         hidden_relu, relu2_cache = relu_forward(hidden)
         scores, affine3_cache = affine_forward(hidden_relu, W3, b3)
@@ -112,11 +108,11 @@ class ThreeLayerConvNet:
 
         grads: dict[str, np.ndarray] = {}
         dhidden_relu, grads["W3"], grads["b3"] = affine_backward(dscores, affine3_cache)
-        dhidden = relu_backward(dhidden_relu, relu2_cache)
+        dhidden = relu_backward(dhidden_relu, relu2_cache, out=dhidden_relu)
         dpool, grads["W2"], grads["b2"] = affine_backward(dhidden, affine2_cache)
-        drelu1 = max_pool_backward(dpool, pool_cache)
-        dconv = relu_backward(drelu1, relu1_cache)
-        _, grads["W1"], grads["b1"] = conv_backward(dconv, conv_cache)
+        # the input gradient of the first layer is not needed: skip its GEMM and col2im
+        _, grads["W1"], grads["b1"] = conv_relu_pool_backward(dpool, conv_cache,
+                                                              compute_dx=False)
         for name in ("W1", "W2", "W3"):
             grads[name] += self.reg * self.params[name]
         return loss, grads
