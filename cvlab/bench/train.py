@@ -1,41 +1,46 @@
-"""`cvlab bench train`: training speed of the numpy ThreeLayerConvNet vs the same net in PyTorch.
+"""`cvlab bench train`: the numpy ThreeLayerConvNet training step against the same net in
+PyTorch on the CPU.
 
-One training step = forward, backward and an Adam update on a minibatch of 50 float32 CIFAR-
-shaped images (the experiment=cnn_one_epoch network: 32 filters 7x7, hidden 500, reg 1e-3).
-The numpy step runs the model's loss (fast conv/pool layers) and cvlab.train.optim.adam on every
-parameter, as the Solver does; the PyTorch step is the same architecture (Conv2d - ReLU -
-MaxPool2d - Linear - ReLU - Linear, cross-entropy + L2) with torch.optim.Adam on the CPU, with
-the same thread count. Both are timed interleaved (cvlab.bench.median_times); the table gives
-median ms per step, images per second and the ratio. Rows go to run_dir/bench_train.csv.
-
-Other trainers may add rows: when `cvlab.bench.train_torch` exists and defines
-`extra_rows(cfg, threads) -> list[dict]` (keys as TrainRow), its rows are appended.
+One training step = forward, backward and an Adam update on a minibatch of 50 float32
+CIFAR-shaped images (cvlab.bench.steps: the course's ThreeLayerConvNet, and the
+experiment=cnn_one_epoch variant with hidden 500 and reg 1e-3); the numpy step runs the
+model's loss and cvlab.train.optim.apply_updates, as the Solver does; the PyTorch step is the
+same architecture with torch.optim.Adam. Each framework is timed in its own process with the
+same thread count, alternating (cvlab.bench.isolated), and a row for the challenge net's CPU
+step is timed in the PyTorch process. The table gives median ms per step (and the range over
+the measurements), images per second, the cores each process kept busy and
+`torch time / numpy time`: numpy's speed relative to PyTorch (1.0 = as fast, > 1 faster).
+Rows go to run_dir/bench_train.csv, the headline numbers to summary.json.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib
+import io
 import logging
+import os
 import platform
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from cvlab.bench import median_times, thread_count
+from cvlab.bench import load_average
+from cvlab.bench.isolated import Case, Timing, alternate
+from cvlab.bench.steps import COURSE_SHAPE, ONE_EPOCH_SHAPE, QUICK_SHAPE, NetShape
 from cvlab.config.commands import BenchConfig
+from cvlab.layers import threads as layer_threads
 from cvlab.progress import console
-from cvlab.runs import write_summary
+from cvlab.runs import atomic_write_text, write_summary
 
 log = logging.getLogger(__name__)
 
-COURSE_IMAGES_PER_S = 450.0  # the course's own fast layers on a 2-core machine (the issue)
+TARGET = 0.8  # numpy's step at least 0.8x as fast as PyTorch's (torch time / numpy time)
+STEPS = "cvlab.bench.steps"
 
 
 @dataclass
@@ -46,159 +51,153 @@ class TrainRow:
     framework: str
     batch_size: int
     dtype: str
-    step_ms: float
+    step_ms: float  # median over the measurements
     images_per_s: float
-    vs_numpy: float  # this row's time per step / the numpy row's (1.0 for numpy itself)
+    step_ms_min: float
+    step_ms_max: float
     threads: int
+    cores_used: float  # median CPU seconds of the process per wall second while it ran
+    torch_time_over_numpy_time: float | None  # numpy speed relative to this PyTorch row
+    paired_min: float | None  # that ratio within each round: lowest and highest
+    paired_max: float | None
 
 
 @dataclass(frozen=True)
-class NetShape:
-    batch_size: int = 50
-    input_dim: tuple[int, int, int] = (3, 32, 32)
-    num_filters: int = 32
-    filter_size: int = 7
-    hidden_dim: int = 500
-    reg: float = 1e-3
+class Pair:
+    """A network timed in both frameworks."""
+
+    name: str
+    shape: NetShape
 
 
-QUICK_SHAPE = NetShape(batch_size=8, input_dim=(3, 16, 16), num_filters=8, hidden_dim=50)
+def pairs_of(quick: bool) -> list[Pair]:
+    if quick:
+        return [Pair("ThreeLayerConvNet (quick shapes)", QUICK_SHAPE)]
+    return [Pair("ThreeLayerConvNet", COURSE_SHAPE),
+            Pair("ThreeLayerConvNet cnn_one_epoch", ONE_EPOCH_SHAPE)]
 
 
-def numpy_step(shape: NetShape, rng: np.random.RandomState) -> Any:
-    """A closure doing one numpy training step (loss, backward, Adam on every parameter)."""
-    from cvlab.models.cnn import ThreeLayerConvNet
-    from cvlab.train.optim import adam
-
-    model = ThreeLayerConvNet(input_dim=shape.input_dim, num_filters=shape.num_filters,
-                              filter_size=shape.filter_size, hidden_dim=shape.hidden_dim,
-                              reg=shape.reg, dtype=np.float32, rng=rng)
-    X = (rng.randn(shape.batch_size, *shape.input_dim) * 60).astype(np.float32)
-    y = rng.randint(10, size=shape.batch_size)
-    configs: dict[str, dict] = {name: {"learning_rate": 1e-3} for name in model.params}
-
-    def step() -> None:
-        _, grads = model.loss(X, y)
-        for name, w in model.params.items():
-            model.params[name], configs[name] = adam(w, grads[name], configs[name])
-
-    return step
+def cases_of(pairs: list[Pair], quick: bool) -> list[Case]:
+    cases = []
+    for pair in pairs:
+        cases += [Case(f"{pair.name}|numpy", "numpy", f"{STEPS}:numpy_train_step",
+                       pair.shape.kwargs()),
+                  Case(f"{pair.name}|torch", "torch", f"{STEPS}:torch_train_step",
+                       pair.shape.kwargs())]
+    widths, batch = ([4, 8, 8], 8) if quick else ([32, 64, 128], 256)
+    cases.append(Case(f"ChallengeNet {'/'.join(map(str, widths))}|torch", "torch",
+                      f"{STEPS}:challenge_train_step",
+                      {"widths": widths, "batch_size": batch}))
+    return cases
 
 
-def torch_step(shape: NetShape, rng: np.random.RandomState) -> Any:
-    """A closure doing one PyTorch CPU training step of the same network."""
-    import torch
-    from torch import nn
-
-    C, H, W = shape.input_dim
-    torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(C, shape.num_filters, shape.filter_size, padding=(shape.filter_size - 1) // 2),
-        nn.ReLU(),
-        nn.MaxPool2d(2, 2),
-        nn.Flatten(),
-        nn.Linear(shape.num_filters * (H // 2) * (W // 2), shape.hidden_dim),
-        nn.ReLU(),
-        nn.Linear(shape.hidden_dim, 10),
-    )
-    weights = [m.weight for m in net if isinstance(m, (nn.Conv2d, nn.Linear))]
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    X = torch.from_numpy((rng.randn(shape.batch_size, *shape.input_dim) * 60).astype(np.float32))
-    y = torch.from_numpy(rng.randint(10, size=shape.batch_size))
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(net(X), y)
-        loss = loss + 0.5 * shape.reg * sum((w * w).sum() for w in weights)
-        loss.backward()
-        optimizer.step()
-
-    return step
-
-
-def extra_rows(cfg: BenchConfig, threads: int) -> list[TrainRow]:
-    """Rows other trainers contribute (cvlab.bench.train_torch.extra_rows), when present."""
-    try:
-        module = importlib.import_module("cvlab.bench.train_torch")
-    except ModuleNotFoundError as err:
-        if err.name == "cvlab.bench.train_torch":
-            return []
-        raise
-    contribute = getattr(module, "extra_rows", None)
-    if contribute is None:
-        return []
-    return [row if isinstance(row, TrainRow) else TrainRow(**row)
-            for row in contribute(cfg, threads)]
+def _row(timing: Timing, batch_size: int, threads: int,
+         numpy_timing: Timing | None = None) -> TrainRow:
+    ratio = paired = None
+    if numpy_timing is not None:
+        ratio = round(timing.median_s / numpy_timing.median_s, 3)
+        paired = [t / n for t, n in zip(timing.seconds, numpy_timing.seconds)]
+    framework = "numpy" if timing.framework == "numpy" else "pytorch cpu"
+    return TrainRow(
+        model=timing.label.split("|")[0], framework=framework, batch_size=batch_size,
+        dtype="float32", threads=threads, step_ms=round(timing.median_s * 1e3, 3),
+        step_ms_min=round(min(timing.seconds) * 1e3, 3),
+        step_ms_max=round(max(timing.seconds) * 1e3, 3),
+        images_per_s=round(batch_size / timing.median_s, 1),
+        cores_used=round(statistics.median(timing.cores), 2),
+        torch_time_over_numpy_time=ratio,
+        paired_min=round(min(paired), 3) if paired else None,
+        paired_max=round(max(paired), 3) if paired else None)
 
 
 def table_of(rows: list[TrainRow], title: str) -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("model", "framework", "batch", "dtype", "threads", "ms / step", "images/s",
-                   "time vs numpy"):
+    for column in ("model", "framework", "batch", "threads", "ms / step (median)",
+                   "min - max", "images/s", "cores used",
+                   "torch time / numpy time\n(numpy speed rel. to PyTorch)"):
         table.add_column(column, justify="left" if column in ("model", "framework") else "right")
     for row in rows:
-        table.add_row(row.model, row.framework, str(row.batch_size), row.dtype, str(row.threads),
-                      f"{row.step_ms:.1f}", f"{row.images_per_s:.0f}", f"{row.vs_numpy:.2f}x")
+        ratio = "" if row.torch_time_over_numpy_time is None else (
+            f"{row.torch_time_over_numpy_time:.2f} ({row.paired_min:.2f}-{row.paired_max:.2f})")
+        table.add_row(row.model, row.framework, str(row.batch_size), str(row.threads),
+                      f"{row.step_ms:.1f}", f"{row.step_ms_min:.1f} - {row.step_ms_max:.1f}",
+                      f"{row.images_per_s:.0f}", f"{row.cores_used:.2f}", ratio)
     return table
 
 
-def write_csv(path: Path, rows: list[TrainRow]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
-        writer.writeheader()
-        writer.writerows(asdict(row) for row in rows)
+def csv_text(rows: list[TrainRow]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(asdict(rows[0])), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(asdict(row) for row in rows)
+    return buffer.getvalue()
 
 
 def run(cfg: BenchConfig, run_dir: Path) -> int:
-    """Time numpy and PyTorch training steps side by side; table on screen, CSV in run_dir."""
-    import torch
-
+    """Time the numpy and PyTorch steps in their own processes; table on screen, rows in
+    run_dir/bench_train.csv, headline numbers in summary.json."""
     from cvlab import layers
 
     start = time.perf_counter()
-    shape = QUICK_SHAPE if cfg.quick else NetShape()
-    rng = np.random.RandomState(0)
+    threads = int(cfg.threads) if cfg.threads else layer_threads.blas_threads()
+    pairs = pairs_of(cfg.quick)
     implementation = layers.implementation()
-    with thread_count(cfg.threads) as threads:
-        console.print(
-            f"ThreeLayerConvNet training step (forward, backward, Adam), batch "
-            f"{shape.batch_size}, float32; fast layers: {implementation}; threads {threads}; "
-            f"torch {torch.__version__}; {platform.processor() or platform.machine()}; "
-            f"repeats {cfg.repeats}, warm-up {cfg.warmup}"
-            f"{'; QUICK shapes' if cfg.quick else ''}"
-        )
-        write_summary(run_dir, status="running", implementation=implementation, threads=threads)
-        seconds = median_times(
-            {"numpy": numpy_step(shape, rng), "pytorch": torch_step(shape, rng)},
-            repeats=cfg.repeats, warmup=cfg.warmup, pause_s=0.05,
-        )
-        rows = [
-            TrainRow("ThreeLayerConvNet", framework, shape.batch_size, "float32",
-                     round(seconds[key] * 1e3, 3), round(shape.batch_size / seconds[key], 1),
-                     round(seconds[key] / seconds["numpy"], 3), threads)
-            for key, framework in (("numpy", f"numpy ({implementation})"),
-                                   ("pytorch", "pytorch cpu"))
-        ]
-        rows += extra_rows(cfg, threads)
-    wide = Console(width=max(console.width, 110))
-    wide.print(table_of(rows, "cvlab bench train: median time per training step"))
-    numpy_rate, torch_rate = rows[0].images_per_s, rows[1].images_per_s
-    one_epoch_s = 49000 / numpy_rate
+    load_start = load_average()
     console.print(
-        f"numpy: {numpy_rate:.0f} images/s ({numpy_rate / COURSE_IMAGES_PER_S:.2f}x the course's "
-        f"~{COURSE_IMAGES_PER_S:.0f}); PyTorch is {torch_rate / numpy_rate:.2f}x faster; one "
-        f"epoch of 49k images (cnn_one_epoch) ~ {one_epoch_s:.0f} s of training steps"
-    )
-    write_csv(run_dir / "bench_train.csv", rows)
+        f"training step (forward, backward, Adam), float32, each framework in its own process, "
+        f"alternating; fast layers: {implementation}; threads {threads} per framework; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; repeats "
+        f"{cfg.repeats}, warm-up {cfg.warmup}; load average {load_start:.1f}"
+        f"{'; QUICK shapes' if cfg.quick else ''}")
+    for pair in pairs:
+        console.print(f"  {pair.name}: {pair.shape.describe()}")
+    write_summary(run_dir, status="running", implementation=implementation, threads=threads)
+    result = alternate(cases_of(pairs, cfg.quick), threads, cfg.repeats, cfg.warmup,
+                       min_time_s=0.05 if cfg.quick else 0.25, pause_s=0.01 if cfg.quick else 0.1)
+    timings = result.timings
+    rows = []
+    for pair in pairs:
+        numpy_timing = timings[f"{pair.name}|numpy"]
+        rows.append(_row(numpy_timing, pair.shape.batch_size, threads))
+        rows.append(_row(timings[f"{pair.name}|torch"], pair.shape.batch_size, threads,
+                         numpy_timing))
+    challenge = next(t for label, t in timings.items() if label.startswith("ChallengeNet"))
+    rows.append(_row(challenge, 8 if cfg.quick else 256, threads))
+    load_end = load_average()
+
+    wide = Console(width=max(console.width, 130))
+    wide.print(table_of(rows, "cvlab bench train: time per training step, medians of "
+                        "alternating measurements"))
+    headline = rows[1]
+    numpy_rate, torch_rate = rows[0].images_per_s, rows[1].images_per_s
+    ratio = headline.torch_time_over_numpy_time
+    idle = ("n/a" if result.idle_cpu_share is None
+            else f"{100 * result.idle_cpu_share:.1f} % of a core")
+    console.print(
+        f"{pairs[0].name}: numpy {numpy_rate:.0f} images/s, PyTorch {torch_rate:.0f} images/s; "
+        f"numpy speed relative to PyTorch (torch time / numpy time) {ratio:.2f} "
+        f"(target >= {TARGET}: {'met' if ratio >= TARGET else 'NOT met'}); CPU used by the "
+        f"waiting process during measurements: {idle}; load average {load_start:.1f} at the "
+        f"start, {load_end:.1f} at the end (on {os.cpu_count()} CPUs; a load above the CPU "
+        f"count means the frameworks shared their cores with other work)")
+    csv_path = run_dir / "bench_train.csv"
+    atomic_write_text(csv_path, csv_text(rows))
     write_summary(
         run_dir, status="completed", wall_time_s=round(time.perf_counter() - start, 3),
         implementation=implementation, threads=threads, quick=cfg.quick,
+        load_average={"start": round(load_start, 2), "end": round(load_end, 2)},
         metrics={
             "numpy_images_per_s": numpy_rate,
             "pytorch_images_per_s": torch_rate,
-            "pytorch_speedup_over_numpy": round(torch_rate / numpy_rate, 3),
-            "numpy_vs_course_450": round(numpy_rate / COURSE_IMAGES_PER_S, 3),
-            "estimated_one_epoch_s": round(one_epoch_s, 1),
+            "numpy_step_ms": rows[0].step_ms,
+            "pytorch_step_ms": rows[1].step_ms,
+            "torch_time_over_numpy_time": ratio,
+            "paired_ratio_min": headline.paired_min,
+            "paired_ratio_max": headline.paired_max,
+            "idle_process_cpu_share": (None if result.idle_cpu_share is None
+                                       else round(result.idle_cpu_share, 4)),
         },
     )
+    console.print(f"rows in {csv_path}; summary in {run_dir / 'summary.json'}",
+                  soft_wrap=True)
     return 0
