@@ -35,6 +35,7 @@ from cvlab.bench.isolated import Case, alternate
 from cvlab.bench.layer_steps import kwargs_of
 from cvlab.config.commands import BenchConfig
 from cvlab.layers import threads as layer_threads
+from cvlab.layers.fast import fallback_notice
 from cvlab.progress import console
 from cvlab.runs import atomic_write_text, write_summary
 
@@ -279,6 +280,9 @@ def run(cfg: BenchConfig, run_dir: Path) -> int:
         f"{platform.processor() or platform.machine()}; repeats {cfg.repeats}, warm-up "
         f"{cfg.warmup}; load average {load_start:.1f} on {os.cpu_count()} CPUs"
         f"{'; QUICK shapes (targets not meaningful)' if cfg.quick else ''}")
+    notice = fallback_notice()
+    if notice:
+        console.print(f"note: {notice}", soft_wrap=True)
     write_summary(run_dir, status="running", implementation=implementation, threads=threads)
     with layer_threads.use_threads(threads):
         n = shapes.naive_batch

@@ -34,6 +34,7 @@ from cvlab.bench.isolated import Case, Timing, alternate
 from cvlab.bench.steps import COURSE_SHAPE, ONE_EPOCH_SHAPE, QUICK_SHAPE, NetShape
 from cvlab.config.commands import BenchConfig
 from cvlab.layers import threads as layer_threads
+from cvlab.layers.fast import fallback_notice
 from cvlab.progress import console
 from cvlab.runs import atomic_write_text, write_summary
 
@@ -151,6 +152,9 @@ def run(cfg: BenchConfig, run_dir: Path) -> int:
         f"{'; QUICK shapes' if cfg.quick else ''}")
     for pair in pairs:
         console.print(f"  {pair.name}: {pair.shape.describe()}")
+    notice = fallback_notice()
+    if notice:
+        console.print(f"note: {notice}", soft_wrap=True)
     write_summary(run_dir, status="running", implementation=implementation, threads=threads)
     result = alternate(cases_of(pairs, cfg.quick), threads, cfg.repeats, cfg.warmup,
                        min_time_s=0.05 if cfg.quick else 0.25, pause_s=0.01 if cfg.quick else 0.1)

@@ -1,10 +1,44 @@
-"""Affine (fully connected) and ReLU layers."""
+"""Affine (fully connected) and ReLU layers.
+
+Large affine GEMMs are cut into blocks of columns of their output (forward and input
+gradient) or rows (weight gradient), shared between the threads of the layers' threading
+policy (cvlab.layers.threads). The number of blocks depends on the shapes only, so the results
+are the same for any thread count.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from cvlab.layers import fast
+from cvlab.layers import fast, threads
+
+# One block per this many multiply-adds (at most MAX_BLOCKS); smaller products are one GEMM.
+MACS_PER_BLOCK = 20_000_000
+MAX_BLOCKS = 8
+
+
+def _blocks(macs: int, size: int) -> list[tuple[int, int]]:
+    return threads.split(size, min(MAX_BLOCKS, max(1, macs // MACS_PER_BLOCK)))
+
+
+def _gemm(a: np.ndarray, b: np.ndarray, split: str) -> np.ndarray:
+    """a @ b, in blocks of columns of b (split="columns") or rows of a ("rows") when large."""
+    (M, K), N = a.shape, b.shape[1]
+    same_float = a.dtype == b.dtype and a.dtype in (np.float32, np.float64)
+    blocks = _blocks(M * K * N, N if split == "columns" else M) if same_float else []
+    if len(blocks) <= 1:
+        return a @ b
+    out = np.empty((M, N), dtype=a.dtype)
+    if split == "columns":
+        def work(i: int) -> None:
+            start, stop = blocks[i]
+            np.matmul(a, b[:, start:stop], out=out[:, start:stop])
+    else:
+        def work(i: int) -> None:
+            start, stop = blocks[i]
+            np.matmul(a[start:stop], b, out=out[start:stop])
+    threads.for_each(len(blocks), work)
+    return out
 
 
 def affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:
@@ -22,7 +56,11 @@ def affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndar
     if x_rows.shape[1] != w.shape[0] or np.ndim(w) != 2 or np.shape(b) != (w.shape[1],):
         raise ValueError(f"affine shapes do not match: x {x.shape} flattens to {x_rows.shape}, "
                          f"w {w.shape} must be (D, M) and b {np.shape(b)} must be (M,)")
-    out = x_rows @ w + b
+    out = _gemm(x_rows, w, split="columns")
+    if np.result_type(out, b) == out.dtype:
+        out += b
+    else:
+        out = out + b
     return out, (x, w, b)
 
 
@@ -34,8 +72,8 @@ def affine_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndar
     """
     x, w, _ = cache
     N = x.shape[0]
-    dx = (dout @ w.T).reshape(x.shape)
-    dw = x.reshape(N, -1).T @ dout
+    dx = _gemm(dout, w.T, split="columns").reshape(x.shape)
+    dw = _gemm(x.reshape(N, -1).T, dout, split="rows")
     db = dout.sum(axis=0)
     return dx, dw, db
 

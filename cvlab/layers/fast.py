@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType, SimpleNamespace
 
@@ -66,6 +66,28 @@ if _compiled is not None:
     KERNELS["cython"] = _compiled
 _active = [KERNELS["cython" if _compiled is not None and
                    os.environ.get("CVLAB_FAST_LAYERS", "").lower() != "numpy" else "numpy"]]
+
+
+FALLBACK_NOTICE_SHOWN = "CVLAB_FALLBACK_NOTICE_SHOWN"  # set once the notice was printed
+
+
+def fallback_notice() -> str | None:
+    """One line saying that the numpy fallback runs because the compiled kernels are missing,
+    and how to build them; None when they are built (or CVLAB_FAST_LAYERS=numpy chose it)."""
+    if _compiled is not None or os.environ.get("CVLAB_FAST_LAYERS", "").lower() == "numpy":
+        return None
+    return ("the compiled fast layers (cvlab.ext) are not built: the numpy fallback runs "
+            "instead (same results, slower); build them with `make install` or "
+            "`pip install -e .` (needs a C compiler)")
+
+
+def announce_fallback(printer: Callable[[str], object]) -> None:
+    """Print fallback_notice() through `printer` once: once per process, and not at all in a
+    process whose parent (a sweep's launcher) showed it already (the environment says so)."""
+    notice = fallback_notice()
+    if notice is not None and not os.environ.get(FALLBACK_NOTICE_SHOWN):
+        printer(notice)
+        os.environ[FALLBACK_NOTICE_SHOWN] = "1"  # inherited by the processes started later
 
 
 def implementation() -> str:

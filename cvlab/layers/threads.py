@@ -81,6 +81,11 @@ def use_threads(count: int | None = None) -> Iterator[int]:
                 lib.set_num_threads(info["num_threads"])
 
 
+def configured() -> int | None:
+    """The policy's thread count, or None when no policy is in force."""
+    return _policy[0] if _policy else None
+
+
 def threads() -> int:
     """Threads the layers split their work between now: the policy's count while BLAS is
     single-threaded, else 1 (BLAS threads and the layers' threads never run at once)."""

@@ -49,20 +49,18 @@ def optim_config_of(optimizer_cfg: Any) -> dict[str, float]:
 
 
 def thread_limit(threads: int | None) -> contextlib.AbstractContextManager:
-    """Limit BLAS threads to `threads` (None: keep the process's setting)."""
-    if threads is None:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
+    """The numpy layers' threading policy for the run (cvlab.layers.threads): `threads`
+    threads (None: as many as BLAS has now), each calling single-threaded BLAS."""
+    from cvlab.layers import use_threads
 
-    return threadpool_limits(limits=threads)
+    return use_threads(threads)
 
 
 def blas_threads() -> int | None:
-    """Threads the BLAS library currently uses (for the records)."""
-    from threadpoolctl import threadpool_info
+    """Threads the numpy layers split their work between (for the records)."""
+    from cvlab.layers import threads
 
-    counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
-    return max(counts) if counts else None
+    return threads.configured()
 
 
 class NumpyRunTask(SolverTask):
@@ -135,6 +133,9 @@ class NumpyRunTask(SolverTask):
 
 def prepare(cfg: Any, spec: ModelSpec, model_cfg: Any, announce: Any) -> Prepared:
     """The numpy run of `cfg`: its data, its model (`spec.build`) and a NumpyRunTask."""
+    from cvlab.layers.fast import announce_fallback
+
+    announce_fallback(announce)
     np.random.seed(cfg.seed)
     rng = np.random.RandomState(cfg.seed)
     splits, data = load_data(cfg.dataset, model_cfg.dtype, announce)
