@@ -80,23 +80,25 @@ def test_fused_pooling_and_routing_are_exactly_the_layers(case, dtype):
     s, relu_cache = L.relu_forward(a)
     pooled, pool_cache = L.max_pool_forward_fast(s, pool_param)
     da = L.relu_backward(L.max_pool_backward_fast(dout, pool_cache), relu_cache)
-    kernels = fast.kernels()
     F, P = a.shape[1], a.shape[2] * a.shape[3]
     ph, pw, stride = pool_param["pool_height"], pool_param["pool_width"], pool_param["stride"]
-    for n in range(a.shape[0]):
-        got = np.empty_like(pooled[n])
-        argmax = np.empty(pooled[n].shape, np.uint8)
-        kernels.bias_relu_pool(np.ascontiguousarray(a[n].reshape(F, P)), np.zeros_like(b),
-                               a.shape[3], ph, pw, stride, got, argmax)
-        np.testing.assert_array_equal(got, pooled[n])
-        drows = np.empty((F, P), dtype)
-        db = np.empty(F)
-        kernels.relu_pool_backward(dout[n], got, argmax, a.shape[3], ph, pw, stride, drows, db)
+    N = a.shape[0]
+    rows = np.ascontiguousarray(a.transpose(1, 0, 2, 3).reshape(F, N * P))  # the GEMM layout
+    for implementation in IMPLEMENTATIONS:
+        kernels = fast.KERNELS[implementation]
+        got = np.empty_like(pooled)
+        argmax = np.empty(pooled.shape, np.uint8)
+        kernels.bias_relu_pool(rows, np.zeros_like(b), a.shape[3], ph, pw, stride, got, argmax)
+        np.testing.assert_array_equal(got, pooled)
+        drows = np.empty((F, N * P), dtype)
+        db = np.empty((N, F))
+        kernels.relu_pool_backward(dout, got, argmax, a.shape[3], ph, pw, stride, drows, db)
+        routed = drows.reshape(F, N, *a.shape[2:]).transpose(1, 0, 2, 3)
         if ph <= stride and pw <= stride:  # windows apart: every position gets one gradient
-            np.testing.assert_array_equal(drows.reshape(da[n].shape), da[n])
+            np.testing.assert_array_equal(routed, da)
         else:  # overlapping windows add up their gradients, in another order
-            np.testing.assert_allclose(drows.reshape(da[n].shape), da[n], rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(db, da[n].sum(axis=(1, 2)), rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(routed, da, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(db, da.sum(axis=(2, 3)), rtol=1e-5, atol=1e-5)
 
 
 def test_skipping_the_input_gradient_keeps_dw_and_db():

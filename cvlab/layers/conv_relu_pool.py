@@ -42,10 +42,8 @@ def conv_relu_pool_forward_fused(x: np.ndarray, w: np.ndarray, b: np.ndarray, co
     def work(_: int, start: int, stop: int) -> None:
         cols = fast.im2col_block(kernels, x, g, start, stop)
         rows = np.matmul(w_rows, cols, out=fast.scratch("rows", (g.F, cols.shape[1]), dtype))
-        for n in range(start, stop):
-            offset = (n - start) * g.P
-            kernels.bias_relu_pool(rows[:, offset:offset + g.P], bias, g.W_out, pool_height,
-                                   pool_width, pool_stride, out[n], argmax[n])
+        kernels.bias_relu_pool(rows, bias, g.W_out, pool_height, pool_width, pool_stride,
+                               out[start:stop], argmax[start:stop])
 
     fast.for_each_block(g, work)
     pool = (pool_height, pool_width, pool_stride)
@@ -73,11 +71,9 @@ def conv_relu_pool_backward_fused(dout: np.ndarray, cache: tuple, compute_dx: bo
     def work(i: int, start: int, stop: int) -> None:
         count = stop - start
         drows = fast.scratch("dout_rows", (g.F, count * g.P), dtype)
-        for n in range(start, stop):
-            offset = (n - start) * g.P
-            kernels.relu_pool_backward(dout[n], pooled[n], argmax[n], g.W_out, pool_height,
-                                       pool_width, pool_stride, drows[:, offset:offset + g.P],
-                                       db_parts[n])
+        kernels.relu_pool_backward(dout[start:stop], pooled[start:stop], argmax[start:stop],
+                                   g.W_out, pool_height, pool_width, pool_stride, drows,
+                                   db_parts[start:stop])
         cols = fast.im2col_block(kernels, x, g, start, stop)
         np.matmul(cols, drows.T, out=dw_parts[i])
         if dx is not None:

@@ -1,6 +1,6 @@
 """Pure-numpy kernels of the fast layers, used when the compiled cvlab.ext is missing.
 
-Same layouts and results as cvlab/ext/im2col.pyx and cvlab/ext/maxpool.pyx: im2col is one
+Same layouts and results as cvlab/ext/im2col.pyx, maxpool.pyx and fused.pyx: im2col is one
 strided view and one copy; col2im and the max-pool backward accumulate with one strided-slice
 addition per window offset (HH * WW of them), never np.add.at.
 """
@@ -96,15 +96,15 @@ def max_pool_backward(dout: np.ndarray, argmax: np.ndarray, H: int, W: int,
 
 def bias_relu_pool(rows: np.ndarray, bias: np.ndarray, W_conv: int, pool_height: int,
                    pool_width: int, stride: int, pooled: np.ndarray, argmax: np.ndarray) -> None:
-    """Like cvlab.ext.fused.bias_relu_pool: rows (F, H_conv * W_conv) of one image without the
-    bias -> pooled (F, H', W') of relu(rows + bias) and the first maximum's offset in each
-    window (uint8 argmax (F, H', W')), written in place."""
-    F, H_out, W_out = pooled.shape
-    a = rows.reshape(F, -1, W_conv) + bias[:, None, None]
-    s = np.maximum(a, 0)[None]
-    out, index = max_pool_forward(s, pool_height, pool_width, stride, H_out, W_out)
-    pooled[...] = out[0]
-    row, col = np.divmod(index[0], W_conv)
+    """Like cvlab.ext.fused.bias_relu_pool: rows (F, n * H_conv * W_conv) of n images without
+    the bias -> pooled (n, F, H', W') of relu(rows + bias) and the first maximum's offset in each
+    window (uint8 argmax (n, F, H', W')), written in place."""
+    n, F, H_out, W_out = pooled.shape
+    a = rows.reshape(F, n, -1, W_conv).transpose(1, 0, 2, 3) + bias[:, None, None]
+    out, index = max_pool_forward(np.maximum(a, 0), pool_height, pool_width, stride, H_out,
+                                  W_out)
+    pooled[...] = out
+    row, col = np.divmod(index, W_conv)
     argmax[...] = ((row - (np.arange(H_out) * stride)[:, None]) * pool_width
                    + col - (np.arange(W_out) * stride)[None, :])
 
@@ -113,16 +113,17 @@ def relu_pool_backward(dpool: np.ndarray, pooled: np.ndarray, argmax: np.ndarray
                        pool_height: int, pool_width: int, stride: int, drows: np.ndarray,
                        db: np.ndarray) -> None:
     """Like cvlab.ext.fused.relu_pool_backward: each window's gradient to its maximum when
-    that is > 0, into drows (F, H_conv * W_conv) (overwritten); db (F,) gets the sums."""
-    F, H_out, W_out = dpool.shape
+    that is > 0, into drows (F, n * H_conv * W_conv) (overwritten); db (n, F) gets the sums."""
+    n, F, H_out, W_out = dpool.shape
     passed = np.where(pooled > 0, dpool, dpool.dtype.type(0))
     di, dj = np.divmod(argmax.astype(np.int64), pool_width)
     rows = (np.arange(H_out) * stride)[:, None] + di
     cols = (np.arange(W_out) * stride)[None, :] + dj
-    H_conv = drows.shape[1] // W_conv
-    drows[...] = max_pool_backward(passed[None], (rows * W_conv + cols)[None], H_conv, W_conv,
-                                   pool_height, pool_width, stride).reshape(F, -1)
-    db[...] = passed.sum(axis=(1, 2), dtype=np.float64)
+    H_conv = drows.shape[1] // (n * W_conv)
+    dx = max_pool_backward(passed, rows * W_conv + cols, H_conv, W_conv, pool_height,
+                           pool_width, stride)
+    drows.reshape(F, n, -1)[...] = dx.reshape(n, F, -1).transpose(1, 0, 2)
+    db[...] = passed.sum(axis=(2, 3), dtype=np.float64)
 
 
 def relu_backward(dout: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
