@@ -113,10 +113,11 @@ def _row(timing: Timing, batch_size: int, threads: int,
 
 def table_of(rows: list[TrainRow], title: str) -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("model", "framework", "batch", "threads", "ms / step (median)",
-                   "min - max", "images/s", "cores used",
-                   "torch time / numpy time\n(numpy speed rel. to PyTorch)"):
-        table.add_column(column, justify="left" if column in ("model", "framework") else "right")
+    for column in ("model", "framework", "batch", "threads", "ms / step\n(median)",
+                   "min - max", "images/s", "cores\nused",
+                   "torch time / numpy time\n(numpy speed\nrel. to PyTorch)"):
+        table.add_column(column, justify="left" if column in ("model", "framework") else "right",
+                         no_wrap=column == "model")
     for row in rows:
         ratio = "" if row.torch_time_over_numpy_time is None else (
             f"{row.torch_time_over_numpy_time:.2f} ({row.paired_min:.2f}-{row.paired_max:.2f})")
@@ -169,7 +170,7 @@ def run(cfg: BenchConfig, run_dir: Path) -> int:
     rows.append(_row(challenge, 8 if cfg.quick else 256, threads))
     load_end = load_average()
 
-    wide = Console(width=max(console.width, 130))
+    wide = Console(width=max(console.width, 140))
     wide.print(table_of(rows, "cvlab bench train: time per training step, medians of "
                         "alternating measurements"))
     headline = rows[1]
