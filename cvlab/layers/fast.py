@@ -19,6 +19,7 @@ context manager `use_implementation("numpy" | "cython")`.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -148,10 +149,11 @@ _scratch_buffers = threading.local()
 def scratch(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """A C-contiguous work array of the calling thread, reused by later calls with the same
     name (contents undefined). The layers' temporaries, allocated once per thread."""
-    buffers = getattr(_scratch_buffers, "buffers", None)
-    if buffers is None:
+    try:
+        buffers = _scratch_buffers.buffers
+    except AttributeError:
         buffers = _scratch_buffers.buffers = {}
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     buffer = buffers.get(name)
     if buffer is None or buffer.dtype != dtype or buffer.size < size:
         buffer = buffers[name] = np.empty(max(size, 1), dtype=dtype)
