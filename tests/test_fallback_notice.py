@@ -46,8 +46,8 @@ def test_a_parallel_sweep_without_the_extension_says_it_once(tmp_path):
     env.pop("CVLAB_FAST_LAYERS", None)
     script = Path(sys.executable).with_name("cvlab")
     result = subprocess.run(
-        [str(script), "train", "model=fc", *TINY_DATA, "epochs=1", "seed=0,1,2",
-         "launcher=joblib", f"outputs_root={tmp_path / 'outputs'}", "-m"],
+        [str(script), "train", "-m", "model=fc", *TINY_DATA, "epochs=1", "seed=0,1,2",
+         "launcher=joblib", f"outputs_root={tmp_path / 'outputs'}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert (result.stdout + result.stderr).count(NOTICE) == 1

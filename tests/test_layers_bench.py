@@ -74,7 +74,7 @@ def test_bench_train_quick_reports_both_frameworks_and_the_ratio(cvlab, tmp_path
     metrics = summary["metrics"]
     assert metrics["torch_time_over_numpy_time"] == ratio
     assert metrics["numpy_images_per_s"] == float(numpy_row["images_per_s"])
-    assert set(summary["load_average"]) == {"start", "end"}
+    assert set(summary["details"]["load_average"]) == {"start", "end"}
     if sys.platform.startswith("linux"):  # /proc: the waiting process was idle
         assert metrics["idle_process_cpu_share"] < 0.2
 

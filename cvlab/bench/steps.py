@@ -111,7 +111,7 @@ def challenge_train_step(widths: list[int] = (32, 64, 128), batch_size: int = 25
     import torch
     import torch.nn.functional as F
 
-    from cvlab.models.challenge import ChallengeNet
+    from cvlab.models.nets.challenge import ChallengeNet
 
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
