@@ -72,7 +72,8 @@ def test_sdist_ships_pyx_configs_and_licence_but_no_build_outputs(sdist):
     top = {name.split("/", 1)[0] for name in names}
     assert top == {"cvlab-0.1.0"}
     files = {name.split("/", 1)[1] for name in names if "/" in name}
-    assert PYX_SOURCES == ["cvlab/ext/im2col.pyx", "cvlab/ext/maxpool.pyx"]
+    assert PYX_SOURCES == ["cvlab/ext/fused.pyx", "cvlab/ext/im2col.pyx", "cvlab/ext/maxpool.pyx",
+                           "cvlab/ext/update.pyx"]
     assert set(PYX_SOURCES) <= files
     assert {"configs/" + name for name in CONFIGS} <= files
     assert {"LICENSE", "README.md", "pyproject.toml", "setup.py"} <= files
