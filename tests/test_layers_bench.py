@@ -71,6 +71,7 @@ def test_bench_train_quick_reports_both_frameworks_and_the_ratio(cvlab, tmp_path
         assert float(row["images_per_s"]) == pytest.approx(
             int(row["batch_size"]) * 1000 / float(row["step_ms"]), rel=1e-2)
         assert float(row["step_ms_min"]) <= float(row["step_ms"]) <= float(row["step_ms_max"])
+        assert float(row["cpu_ms"]) >= 0 and float(row["cores_used"]) >= 0
     metrics = summary["metrics"]
     assert metrics["torch_time_over_numpy_time"] == ratio
     assert metrics["numpy_images_per_s"] == float(numpy_row["images_per_s"])

@@ -123,12 +123,14 @@ class Case:
 
 @dataclass
 class Timing:
-    """Measurements of one case: per-call wall seconds and the cores it kept busy."""
+    """Measurements of one case: per-call wall seconds, per-call CPU seconds of its process
+    and the cores it kept busy (CPU / wall)."""
 
     label: str
     framework: str
     seconds: list[float]
     cores: list[float]
+    cpu_seconds: list[float] = field(default_factory=list)
 
     @property
     def median_s(self) -> float:
@@ -170,6 +172,7 @@ def alternate(cases: list[Case], threads: int, repeats: int, warmup: int,
                     idle_cpu += sum(a - b for a, b in zip(after, before))
                 timings[case.label].seconds.append(seconds)
                 timings[case.label].cores.append(cpu / seconds if seconds > 0 else 0.0)
+                timings[case.label].cpu_seconds.append(cpu)
     finally:
         for process in processes.values():
             process.close()

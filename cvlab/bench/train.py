@@ -8,9 +8,11 @@ model's loss and cvlab.train.optim.apply_updates, as the Solver does; the PyTorc
 same architecture with torch.optim.Adam. Each framework is timed in its own process with the
 same thread count, alternating (cvlab.bench.isolated), and a row for the challenge net's CPU
 step is timed in the PyTorch process. The table gives median ms per step (and the range over
-the measurements), images per second, the cores each process kept busy and
-`torch time / numpy time`: numpy's speed relative to PyTorch (1.0 = as fast, > 1 faster).
-Rows go to run_dir/bench_train.csv, the headline numbers to summary.json.
+the measurements), images per second, the cores each process kept busy, its CPU time per
+step (all its threads, spin-waiting included; on a machine shared with other work it moves
+less than the wall time) and `torch time / numpy time`: numpy's speed relative to PyTorch
+(1.0 = as fast, > 1 faster). Rows go to run_dir/bench_train.csv, the headline numbers to
+summary.json.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class TrainRow:
     step_ms_max: float
     threads: int
     cores_used: float  # median CPU seconds of the process per wall second while it ran
+    cpu_ms: float  # median CPU time of the process per step (all its threads, spinning too)
     torch_time_over_numpy_time: float | None  # numpy speed relative to this PyTorch row
     paired_min: float | None  # that ratio within each round: lowest and highest
     paired_max: float | None
@@ -106,6 +109,7 @@ def _row(timing: Timing, batch_size: int, threads: int,
         step_ms_max=round(max(timing.seconds) * 1e3, 3),
         images_per_s=round(batch_size / timing.median_s, 1),
         cores_used=round(statistics.median(timing.cores), 2),
+        cpu_ms=round(statistics.median(timing.cpu_seconds) * 1e3, 3),
         torch_time_over_numpy_time=ratio,
         paired_min=round(min(paired), 3) if paired else None,
         paired_max=round(max(paired), 3) if paired else None)
@@ -114,7 +118,7 @@ def _row(timing: Timing, batch_size: int, threads: int,
 def table_of(rows: list[TrainRow], title: str) -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("model", "framework", "batch", "threads", "ms / step\n(median)",
-                   "min - max", "images/s", "cores\nused",
+                   "min - max", "images/s", "cores\nused", "CPU ms\n/ step",
                    "torch time / numpy time\n(numpy speed\nrel. to PyTorch)"):
         table.add_column(column, justify="left" if column in ("model", "framework") else "right",
                          no_wrap=column == "model")
@@ -123,7 +127,8 @@ def table_of(rows: list[TrainRow], title: str) -> Table:
             f"{row.torch_time_over_numpy_time:.2f} ({row.paired_min:.2f}-{row.paired_max:.2f})")
         table.add_row(row.model, row.framework, str(row.batch_size), str(row.threads),
                       f"{row.step_ms:.1f}", f"{row.step_ms_min:.1f} - {row.step_ms_max:.1f}",
-                      f"{row.images_per_s:.0f}", f"{row.cores_used:.2f}", ratio)
+                      f"{row.images_per_s:.0f}", f"{row.cores_used:.2f}", f"{row.cpu_ms:.1f}",
+                      ratio)
     return table
 
 
@@ -196,6 +201,8 @@ def run(cfg: BenchConfig, run_dir: Path) -> int:
             "pytorch_images_per_s": torch_rate,
             "numpy_step_ms": rows[0].step_ms,
             "pytorch_step_ms": rows[1].step_ms,
+            "numpy_cpu_ms": rows[0].cpu_ms,
+            "pytorch_cpu_ms": rows[1].cpu_ms,
             "torch_time_over_numpy_time": ratio,
             "paired_ratio_min": headline.paired_min,
             "paired_ratio_max": headline.paired_max,
