@@ -111,11 +111,11 @@ def challenge_train_step(widths: list[int] = (32, 64, 128), batch_size: int = 25
     import torch
     import torch.nn.functional as F
 
-    from cvlab.models.nets.challenge import ChallengeNet
+    from cvlab.models.challenge import ChallengeConfig, build
 
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = ChallengeNet(tuple(widths))
+    model = build(ChallengeConfig(widths=list(widths)), (3, image_size, image_size), 10, seed)
     images = torch.randn(batch_size, 3, image_size, image_size, generator=generator)
     labels = torch.randint(0, 10, (batch_size,), generator=generator)
     model.init_whitening(images)
