@@ -231,9 +231,10 @@ def execute(name: str, cfg: Any, run_dir: Path, overrides: list[str],
         _console_warnings_only()  # a sweep job says one line (below); its log has the rest
     try:
         with signals_as_interrupts():
-            if COMMANDS[name].run_folder:
-                atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
             config = typed(name, cfg)
+            if COMMANDS[name].run_folder:  # every field with its effective value
+                atomic_write_text(run_dir / "config.yaml",
+                                  OmegaConf.to_yaml(OmegaConf.structured(config)))
             module = importlib.import_module(f"cvlab.commands.{name}")
             code = module.main(config, run_dir, overrides) if name == "train" \
                 else module.main(config, run_dir)

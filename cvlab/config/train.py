@@ -16,11 +16,14 @@ from omegaconf import MISSING
 
 from cvlab.config import check, check_choice, check_positive, check_seed
 from cvlab.data.constants import DATASET_NAMES
+from cvlab.train.optim import DEFAULTS as RULE_DEFAULTS
+from cvlab.train.solver import DEFAULTS as SOLVER_DEFAULTS
 
 OPTIMIZERS = ("sgd", "sgd_momentum", "rmsprop", "adam", "adamw")
 SCHEDULES = ("none", "step", "warmup_linear", "onecycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AMP_MODES = ("none", "bf16", "fp16")
+TORCH_RULE_OF = {"adamw": "adam"}  # the numpy rule whose defaults a torch-only optimizer takes
 # Former spellings of renamed fields: still accepted (with a notice) for one release.
 RENAMED_KEYS = {"num_train_samples": "train_eval_samples",
                 "num_val_samples": "val_eval_samples"}
@@ -78,14 +81,14 @@ class OptimizerConfig:
     """
 
     name: str = "adam"
-    learning_rate: float = 1e-3
-    lr_decay: float = 1.0  # multiplied into the learning rate at each epoch end
-    momentum: float = 0.9
+    learning_rate: float | None = None  # null: the rule's course default (adam 1e-3, sgd 1e-2)
+    lr_decay: float = SOLVER_DEFAULTS["lr_decay"]  # multiplied in at each epoch end
+    momentum: float = RULE_DEFAULTS["sgd_momentum"]["momentum"]
     nesterov: bool = False
-    decay_rate: float = 0.99
-    beta1: float = 0.9
-    beta2: float = 0.999
-    epsilon: float = 1e-8
+    decay_rate: float = RULE_DEFAULTS["rmsprop"]["decay_rate"]
+    beta1: float = RULE_DEFAULTS["adam"]["beta1"]
+    beta2: float = RULE_DEFAULTS["adam"]["beta2"]
+    epsilon: float = RULE_DEFAULTS["adam"]["epsilon"]
     weight_decay: float = 0.0
     schedule: str = "none"
     label_smoothing: float = 0.0
@@ -97,6 +100,9 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         check_choice("name", self.name, OPTIMIZERS)
+        if self.learning_rate is None:
+            self.learning_rate = RULE_DEFAULTS[TORCH_RULE_OF.get(self.name, self.name)][
+                "learning_rate"]
         check_positive("learning_rate", self.learning_rate)
         check(0 < self.lr_decay <= 1, "lr_decay", self.lr_decay, "a number in (0, 1]")
         check(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
@@ -164,11 +170,11 @@ class TrainConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     experiment: str | None = None  # name of the experiment overlay, for records and plots
     seed: int = 0
-    epochs: int = 10
-    batch_size: int = 100
-    print_every: int = 10
-    train_eval_samples: int | None = 1000
-    val_eval_samples: int | None = None
+    epochs: int = SOLVER_DEFAULTS["num_epochs"]
+    batch_size: int = SOLVER_DEFAULTS["batch_size"]
+    print_every: int = SOLVER_DEFAULTS["print_every"]
+    train_eval_samples: int | None = SOLVER_DEFAULTS["num_train_samples"]
+    val_eval_samples: int | None = SOLVER_DEFAULTS["num_val_samples"]
     evaluate_test: bool = False
     baseline: bool = False  # drop the model's normalization (the sweeps' baseline runs)
     resume: str | None = None  # a run folder to continue, or `latest`
