@@ -7,6 +7,3 @@ class UserError(Exception):
     The message is one line: what was wrong, what is allowed, how to fix it.
     """
 
-
-class NotAvailableYet(UserError):
-    """A command or action whose implementation has not landed yet."""
