@@ -1,4 +1,17 @@
-"""Numeric gradients by centered differences, as in the course (cs231n/gradient_check.py)."""
+"""Numeric gradients by centered differences, as in the course (cs231n/gradient_check.py).
+
+Error model (float64, step h): the centered difference (f(x+h) - f(x-h)) / 2h of a gradient
+entry g differs from g by
+    truncation  h^2 / 6 * |f3|    (f3: third derivative of f along the entry; 0 where f is
+                                   piecewise linear and no kink lies within h)
+  + rounding    ~ eps * F / h     (eps = 2.2e-16; F: size of the terms summed into the part of
+                                   f that the entry moves, e.g. sum |out * dout| over them)
+At the course's h = 1e-5 that is ~1.7e-11 |f3| + ~2.2e-11 F, about 1e-10 for inputs and
+upstream gradients of order 1 (`centered_difference_error`). Other BLAS kernels and thread
+counts change the rounding (the order of the sums), not its size. Divided by an entry g close
+to zero, that absolute error makes the course's max-over-entries `rel_error` as large as the
+draw allows; `norm_error` divides by the size of the whole gradient instead.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +19,14 @@ import random
 from collections.abc import Callable
 
 import numpy as np
+
+FLOAT64_EPS = float(np.finfo(np.float64).eps)
+
+
+def centered_difference_error(h: float, f_size: float, third_derivative: float = 0.0) -> float:
+    """Expected absolute error of one centered-difference entry (the module's error model):
+    h^2 / 6 * |third_derivative| + eps * f_size / h."""
+    return h**2 / 6 * abs(third_derivative) + FLOAT64_EPS * abs(f_size) / h
 
 
 def eval_numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray,
@@ -49,6 +70,41 @@ def eval_numerical_gradient_array(f: Callable[[np.ndarray], np.ndarray], x: np.n
     return grad
 
 
+def numerical_gradient_off_kinks(f: Callable[[np.ndarray], np.ndarray | float], x: np.ndarray,
+                                 df: np.ndarray | None = None, h: float = 1e-5,
+                                 rtol: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
+    """Numeric gradient of f (scalar) or of sum(f(x) * df) at x, and where it is not one.
+
+    Each entry is differenced twice, with steps h and h/2. Where f is smooth within h the two
+    agree to the error model (truncation h^2 |f3| / 8 and rounding ~eps F / h); where a kink
+    (relu at 0, a change of max) lies within h, the centered difference mixes two slopes and
+    the two disagree. Returns (the gradient at step h, a boolean mask of the entries whose
+    estimates disagree by more than rtol relative plus 10x the rounding bound). A kink missed
+    by the test is one whose effect on the step-h estimate is below that same bound, or one
+    closer to x than ~rtol * h (the function is not differentiable there).
+    """
+    weights = np.float64(1.0) if df is None else np.asarray(df, dtype=np.float64)
+
+    def difference(ix: tuple[int, ...], step: float) -> float:
+        old_value = x[ix]
+        x[ix] = old_value + step
+        plus = np.array(f(x), dtype=np.float64, copy=True)
+        x[ix] = old_value - step
+        minus = np.array(f(x), dtype=np.float64, copy=True)
+        x[ix] = old_value
+        return float(np.sum((plus - minus) * weights)) / (2 * step)
+
+    f_size = float(np.sum(np.abs(np.asarray(f(x), dtype=np.float64) * weights)))
+    atol = 10 * centered_difference_error(h / 2, f_size)
+    grad = np.zeros(x.shape, dtype=np.float64)
+    kinked = np.zeros(x.shape, dtype=bool)
+    for ix in np.ndindex(*x.shape):
+        coarse, fine = difference(ix, h), difference(ix, h / 2)
+        grad[ix] = coarse
+        kinked[ix] = abs(coarse - fine) > rtol * (abs(coarse) + abs(fine)) + atol
+    return grad, kinked
+
+
 def grad_check_sparse(f: Callable[[np.ndarray], float], x: np.ndarray,
                       analytic_grad: np.ndarray, num_checks: int = 10, h: float = 1e-5,
                       rng: random.Random | None = None, verbose: bool = True) -> list[float]:
@@ -81,3 +137,15 @@ def grad_check_sparse(f: Callable[[np.ndarray], float], x: np.ndarray,
 def rel_error(x: np.ndarray, y: np.ndarray) -> float:
     """max(|x - y| / max(1e-8, |x| + |y|)), the course's relative error."""
     return float(np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y))))
+
+
+def norm_error(x: np.ndarray, y: np.ndarray) -> float:
+    """||x - y|| / (||x|| + ||y||) over the whole array (0 when both are 0): the relative error
+    of the tensor as a whole, which an entry close to zero cannot inflate."""
+    total = float(np.linalg.norm(x) + np.linalg.norm(y))
+    return float(np.linalg.norm(x - y)) / total if total > 0 else 0.0
+
+
+def max_abs_error(x: np.ndarray, y: np.ndarray) -> float:
+    """max |x - y|: for a gradient that is exactly zero, where relative errors mean nothing."""
+    return float(np.max(np.abs(x - y)))

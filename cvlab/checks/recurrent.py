@@ -1,12 +1,14 @@
 """Gradient checks of the recurrent (torch) layers and CaptioningRNN for `cvlab gradcheck`.
 
-Autograd gradients of sum(forward(inputs) * dout) are compared with centered numeric
-differences (cvlab.gradcheck, h=1e-5) in float64, on the course's small shapes. The
-tolerances bound the numeric differences' own error, which the max-over-entries relative
-error inflates on tiny gradient entries: 1e-6 for the layers (the course prints
-1e-10..1e-7), 1e-5 for the loss (gradients divided by N), 1e-3 for the models (Wx
-sees word vectors of size ~1e-2, so some of its gradients are ~1e-7). A wrong forward or
-a gradient that does not flow gives errors near 1.
+Autograd gradients of sum(forward(inputs) * dout) are compared with centered differences
+(cvlab.gradcheck, h = 1e-5) in float64, on the course's small shapes. These functions are
+smooth (tanh, sigmoid, softmax), so the numeric error is the model's rounding plus truncation,
+~1e-10 per entry; entries close to zero (the sums over time cancel) make the course's
+max-over-entries relative error swing from seed to seed and CPU to CPU (up to ~1e-6 in the
+LSTM's dWh), so each row is judged on the tensor's norm error, bound NUMERIC_TOLERANCE (1e-7).
+The captioning models are conditioned: the course's word vectors are ~1e-2 (W_embed / 100),
+which makes dWx ~100x smaller than the rounding of a loss of ~2; the check draws them of
+order 1. A wrong backward (see the mutation tests) gives norm errors above 1e-3.
 """
 
 from __future__ import annotations
@@ -17,14 +19,11 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from cvlab.checks import CheckRow, register
-from cvlab.gradcheck import eval_numerical_gradient_array, rel_error
+from cvlab.checks import NUMERIC_TOLERANCE, CheckRow, compare_gradients, register
+from cvlab.gradcheck import eval_numerical_gradient_array
 from cvlab.layers import rnn as R
 
 Array = np.ndarray
-LAYER_TOLERANCE = 1e-6
-LOSS_TOLERANCE = 1e-5
-MODEL_TOLERANCE = 1e-3
 
 
 def _as_outputs(result: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -46,7 +45,7 @@ def single_thread() -> Iterator[None]:
 def compare(forward: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]],
             inputs: dict[str, Array], rng: np.random.RandomState,
             wrt: tuple[str, ...] | None = None, fixed: dict[str, object] | None = None,
-            tolerance: float = LAYER_TOLERANCE) -> list[CheckRow]:
+            tolerance: float = NUMERIC_TOLERANCE) -> list[CheckRow]:
     """Rows d<name> for each input in `wrt` (default: all of `inputs`): autograd vs numeric.
 
     forward takes torch tensors (float64) by keyword, plus the `fixed` arguments unchanged
@@ -82,8 +81,9 @@ def _compare(forward: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]],
             return weighted(**{**values, name: value})
 
         numeric = eval_numerical_gradient_array(f, values[name], np.array(1.0))
-        analytic = leaves[name].grad.numpy()
-        rows.append(CheckRow(f"d{name}", rel_error(analytic, numeric), tolerance))
+        grad = leaves[name].grad  # None: no gradient flows to this input at all
+        analytic = np.zeros_like(values[name]) if grad is None else grad.numpy()
+        rows.append(compare_gradients(f"d{name}", analytic, numeric, tolerance))
     return rows
 
 
@@ -142,7 +142,7 @@ def check_temporal_softmax(rng: np.random.RandomState) -> list[CheckRow]:
     y = torch.from_numpy(rng.randint(V, size=(N, T)))
     mask = torch.from_numpy(rng.rand(N, T) > 0.5)
     return compare(R.temporal_softmax_loss, {"x": rng.randn(N, T, V)}, rng,
-                   fixed={"y": y, "mask": mask}, tolerance=LOSS_TOLERANCE)
+                   fixed={"y": y, "mask": mask})
 
 
 def _check_captioning(rng: np.random.RandomState, cell_type: str) -> list[CheckRow]:
@@ -157,12 +157,13 @@ def _check_captioning(rng: np.random.RandomState, cell_type: str) -> list[CheckR
                           hidden_dim=hidden_dim, cell_type=cell_type, dtype=torch.float64,
                           generator=torch.Generator().manual_seed(int(rng.randint(2**31))))
     params = {name: model.params[name].detach().numpy().copy() for name in PARAM_NAMES}
+    params["W_embed"] *= 100  # word vectors of order 1 (see the module's docstring)
 
     def loss(**values: torch.Tensor) -> torch.Tensor:
         model.params = dict(values)
         return model.loss(features, captions)
 
-    return compare(loss, params, rng, tolerance=MODEL_TOLERANCE)
+    return compare(loss, params, rng)
 
 
 @register("captioning_rnn")

@@ -1,8 +1,10 @@
 """`cvlab gradcheck layer=<name>|all`: analytic vs numeric gradients of registered checks.
 
 Each check (cvlab.checks registry) runs on seeded float64 inputs; a rich table per check shows
-each input or parameter, its relative error, the tolerance and PASS/FAIL. The same rows go to
-run_dir/gradcheck.csv (written as they come), and summary.json records the counts.
+each input or parameter, the course's relative error, the error the row is judged on (rel, norm
+or abs; see cvlab.checks), its tolerance and PASS/FAIL. The same rows go to
+run_dir/gradcheck.csv (written as they come), and summary.json records the counts. Only the
+modules of the checks that run are imported (a numpy layer does not import torch).
 Exit code 0 when every row passes, 1 when any fails; an unknown name is a UserError (exit 2).
 """
 
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from cvlab.checks import CheckRow, load_checks
+from cvlab.checks import CheckRow, check_names, get_check
 from cvlab.config.commands import GradcheckConfig
 from cvlab.errors import UserError
 from cvlab.progress import console
@@ -25,7 +27,7 @@ from cvlab.runs import write_summary
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = ("layer", "what", "rel_error", "tolerance", "passed")
+CSV_COLUMNS = ("layer", "what", "metric", "error", "tolerance", "passed", "rel_error")
 
 
 def select_checks(layer: str, names: list[str]) -> list[str]:
@@ -38,30 +40,32 @@ def select_checks(layer: str, names: list[str]) -> list[str]:
                     f"{', '.join(names)} (e.g. cvlab gradcheck layer=conv)")
 
 
-def run_check(name: str, check, seed: int) -> list[CheckRow]:
+def run_check(name: str, seed: int) -> list[CheckRow]:
     """Run one check with its own RandomState(seed); a crash becomes one failing row."""
     try:
-        return check(np.random.RandomState(seed))
+        return get_check(name)(np.random.RandomState(seed))
     except Exception as err:  # a broken layer must not hide the other checks' results
         log.error("check %s raised:\n%s", name, "".join(traceback.format_exception(err)))
-        return [CheckRow(f"error: {type(err).__name__}: {err}", float("inf"), 0.0)]
+        return [CheckRow(f"error: {type(err).__name__}: {err}", float("inf"), 0.0, "raised")]
 
 
 def table_of(name: str, rows: list[CheckRow], seconds: float) -> Table:
     table = Table(title=f"gradcheck {name} ({seconds:.2f}s)", title_justify="left")
     table.add_column("input / parameter")
-    table.add_column("rel error", justify="right")
+    table.add_column("course rel error", justify="right")
+    table.add_column("judged on")
+    table.add_column("error", justify="right")
     table.add_column("tolerance", justify="right")
     table.add_column("result")
     for row in rows:
         result = "[green]PASS[/green]" if row.passed else "[bold red]FAIL[/bold red]"
-        table.add_row(row.what, f"{row.rel_error:.2e}", f"{row.tolerance:.0e}", result)
+        table.add_row(row.what, f"{row.rel_error:.2e}", row.metric, f"{row.error:.2e}",
+                      f"{row.tolerance:.0e}", result)
     return table
 
 
 def main(cfg: GradcheckConfig, run_dir: Path) -> int:
-    checks = load_checks()
-    names = select_checks(cfg.layer, list(checks))
+    names = select_checks(cfg.layer, check_names())
     start = time.perf_counter()
     write_summary(run_dir, status="running", layer=cfg.layer, seed=cfg.seed)
     failed_layers: list[str] = []
@@ -71,12 +75,12 @@ def main(cfg: GradcheckConfig, run_dir: Path) -> int:
         writer.writerow(CSV_COLUMNS)
         for name in names:
             check_start = time.perf_counter()
-            rows = run_check(name, checks[name], cfg.seed)
+            rows = run_check(name, cfg.seed)
             seconds = time.perf_counter() - check_start
             console.print(table_of(name, rows, seconds))
             for row in rows:
-                writer.writerow([name, row.what, repr(float(row.rel_error)), row.tolerance,
-                                 row.passed])
+                writer.writerow([name, row.what, row.metric, repr(float(row.error)),
+                                 row.tolerance, row.passed, repr(float(row.rel_error))])
             f.flush()
             failures = [row for row in rows if not row.passed]
             num_rows += len(rows)
