@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cvlab.checks import load_checks
+from cvlab.checks import get_check
 from cvlab.layers.rnn import (
     lstm_forward,
     lstm_step_forward,
@@ -16,6 +16,8 @@ from cvlab.layers.rnn import (
     temporal_softmax_loss,
     word_embedding_forward,
 )
+
+pytestmark = pytest.mark.numerics
 
 
 def t(a: np.ndarray) -> torch.Tensor:
@@ -137,11 +139,12 @@ def test_temporal_softmax_matches_direct_and_masks_gradients():
 @pytest.mark.parametrize("name", ["rnn_step", "rnn", "lstm_step", "lstm", "word_embedding",
                                   "temporal_affine", "temporal_softmax", "captioning_rnn",
                                   "captioning_lstm"])
-def test_gradcheck_registrations_pass(name):
-    rows = load_checks()[name](np.random.RandomState(231))
+def test_gradcheck_registrations_pass_with_a_10x_margin(name):
+    rows = get_check(name)(np.random.RandomState(231))
     assert rows
     for row in rows:
         assert row.passed, (name, row)
+        assert row.error <= row.tolerance / 10, (name, row)
 
 
 def test_gradcheck_detects_a_wrong_gradient():
