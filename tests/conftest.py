@@ -1,4 +1,11 @@
-"""Shared test helpers: the `cvlab` command run in process (fast) or as the installed script."""
+"""Shared test helpers: the `cvlab` command run in process (fast) or as the installed script,
+tiny synthetic-data overrides, run and sweep folders written like the trainers write them, the
+real-CIFAR-10 skip marker. Test modules import helpers from here only, never from each other.
+
+Markers (registered in pyproject.toml, --strict-markers): `slow` for longer runs on real data,
+`numerics` for numerically sensitive tests, which `make test-portable` reruns under other BLAS
+kernels and thread counts.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,19 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
+
+os.environ.setdefault("MPLBACKEND", "Agg")  # in-process `cvlab plot` on a machine without display
 
 CVLAB = str(Path(sys.executable).with_name("cvlab"))
+
+# Synthetic data small enough for an end-to-end numpy run in about a second.
+TINY_DATA = [
+    "dataset=synthetic", "dataset.synthetic_train=300", "dataset.synthetic_test=50",
+    "dataset.num_train=100", "dataset.num_val=50", "dataset.num_test=50",
+]
 
 
 @dataclass
@@ -31,19 +48,43 @@ def run_cvlab(*args: str, cwd: Path, timeout: float = 300, env: dict | None = No
     )
 
 
+def stop_sweep_workers() -> None:
+    """Stop joblib's reusable worker processes, as the end of a `cvlab` process would: they keep
+    the working directory and environment they were started with, and the next in-process
+    sweep must get its own."""
+    executors = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(executors, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True)
+
+
+@pytest.fixture(scope="session")
+def cvlab_cache(tmp_path_factory) -> Path:
+    """One CVLAB_CACHE for the session's in-process runs (synthetic data generated once)."""
+    return tmp_path_factory.mktemp("cvlab-cache")
+
+
 @pytest.fixture
-def cvlab(tmp_path, monkeypatch, capfd):
-    """`cvlab(*args)` runs the CLI in this process from tmp_path (outputs under tmp_path/outputs)
-    and returns a Result. Output is captured at the file-descriptor level, so the lines of
-    parallel sweep workers are included."""
+def cvlab(tmp_path, monkeypatch, capfd, cvlab_cache):
+    """`cvlab(*args, cwd=None, env=None)` runs the CLI in this process from `cwd` (default
+    tmp_path; outputs under cwd/outputs) and returns a Result. Output is captured at the
+    file-descriptor level, so the lines of parallel sweep workers are included. CVLAB_CACHE is
+    the session's cache unless `env` sets it."""
     from cvlab import cli
 
-    def call(*args: str, env: dict | None = None, timeout: float | None = None) -> Result:
-        monkeypatch.chdir(tmp_path)
+    def call(*args: str, env: dict | None = None, timeout: float | None = None,
+             cwd: Path | None = None) -> Result:
+        folder = tmp_path if cwd is None else Path(cwd)
+        folder.mkdir(parents=True, exist_ok=True)
+        monkeypatch.chdir(folder)
+        monkeypatch.setenv("CVLAB_CACHE", str(cvlab_cache))
         for key, value in (env or {}).items():
             monkeypatch.setenv(key, value)
         capfd.readouterr()
-        code = cli.main(list(args))
+        try:
+            code = cli.main(list(args))
+        finally:
+            stop_sweep_workers()
         sys.stdout.flush()
         sys.stderr.flush()
         out, err = capfd.readouterr()
@@ -60,6 +101,67 @@ def cvlab_script(tmp_path):
         return run_cvlab(*args, cwd=tmp_path, timeout=timeout, env=env)
 
     return call
+RUN_COLUMNS = ["train_acc", "val_acc", "lr", "elapsed_s"]
+
+
+def model_config(**fields) -> dict:
+    model = {"type": "fc_net", "hidden_dims": [50, 50], "normalization": "batchnorm",
+             "dropout_keep_ratio": 1.0, "weight_scale": 0.01, "reg": 0.0, "dtype": "float32"}
+    model.update(fields)
+    return model
+
+
+def make_run(run_dir: Path, *, model: dict | None = None, epochs: int = 3,
+             iterations_per_epoch: int = 20, losses: list[float] | None = None,
+             status: str = "completed", final_acc: float = 0.6, lr_decay: float = 1.0,
+             **top) -> Path:
+    """A run folder as `cvlab train` leaves it: config.yaml, metrics.csv, summary.json."""
+    from cvlab.models.registry import spec_for
+    from cvlab.runs import MetricsLogger, write_summary
+    from cvlab.train.core import final_loss_metrics
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = {"model": model or model_config(),
+              "dataset": {"name": "synthetic", "num_train": 1000, "num_val": 100},
+              "optimizer": {"name": "adam", "learning_rate": 1e-3, "lr_decay": lr_decay},
+              "device": {"name": "auto", "threads": None}, "experiment": None, "seed": 0,
+              "epochs": epochs, "batch_size": 50, "baseline": False, "outputs_root": "outputs"}
+    config.update(top)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    total = epochs * iterations_per_epoch
+    if losses is None:
+        losses = list(2.3 * np.exp(-np.arange(total) / total))
+    lr = 1e-3
+    with MetricsLogger(run_dir, RUN_COLUMNS) as logger:
+        logger.log(iteration=0, epoch=0, train_acc=0.1, val_acc=0.1, lr=lr)
+        for t, loss in enumerate(losses):
+            logger.log(iteration=t, epoch=t // iterations_per_epoch, loss=loss, lr=lr)
+            if (t + 1) % iterations_per_epoch == 0:
+                epoch = (t + 1) // iterations_per_epoch
+                acc = 0.1 + (final_acc - 0.1) * epoch / epochs
+                logger.log(iteration=t + 1, epoch=epoch, train_acc=acc, val_acc=acc * 0.8,
+                           lr=lr)
+                lr *= lr_decay
+    model_type = config["model"].get("type", "fc_net")
+    write_summary(run_dir, status=status, command="train", family=spec_for(model_type).family,
+                  model_type=model_type, dataset="synthetic", wall_time_s=1.5,
+                  metrics={"best_val_acc": final_acc * 0.8, "best_train_acc": final_acc,
+                           **final_loss_metrics([float(v) for v in losses])})
+    return run_dir
+
+
+def make_sweep(sweep_dir: Path, jobs: list[dict]) -> Path:
+    """A Hydra multirun folder: multirun.yaml, job folders 0/, 1/, ..., the sweep summary."""
+    from cvlab.runs import summarize_sweep
+
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    (sweep_dir / "multirun.yaml").write_text("hydra: {mode: MULTIRUN}\n")
+    for index, job in enumerate(jobs):
+        make_run(sweep_dir / str(index), **job)
+    summarize_sweep(sweep_dir)
+    return sweep_dir
+
+
 def real_cifar_root() -> Path | None:
     """The extracted real CIFAR-10 under $CVLAB_DATA, or None."""
     data = os.environ.get("CVLAB_DATA")

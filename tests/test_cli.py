@@ -1,6 +1,10 @@
-"""The console script as a user meets it: help, unknown commands, bad overrides, exit codes."""
+"""The CLI as a user meets it: help, unknown commands, bad overrides, exit codes; in process,
+plus a few runs of the installed console script."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 
@@ -83,3 +87,30 @@ def test_same_second_runs_get_their_own_folders(cvlab, tmp_path):
     for run in runs:
         assert run.name.count("-") == 3 and len(run.name.split("-")[-1]) == 6  # H-M-S-microseconds
         assert {"config.yaml", "summary.json", "gradcheck.log"} <= {p.name for p in run.iterdir()}
+
+
+# The installed console script, as a subprocess: a handful of tests prove the entry point,
+# its exit codes and one-line errors; the rest of the suite calls cvlab.cli.main in process.
+
+def test_console_script_help_and_exit_0(cvlab_script):
+    result = cvlab_script("--help")
+    assert result.returncode == 0, result.stderr
+    listed = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")]
+    assert listed == list(COMMANDS)
+
+
+def test_console_script_user_errors_are_one_line_and_exit_2(cvlab_script, tmp_path):
+    assert_one_line_error(cvlab_script("trian"), "unknown command 'trian'")
+    result = cvlab_script("train", "batch_size=0", f"outputs_root={tmp_path / 'outputs'}")
+    assert_one_line_error(result, "batch_size=0", "> 0")
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_numpy_gradcheck_does_not_import_torch(tmp_path):
+    code = ("import sys; from cvlab.cli import main; "
+            f"code = main(['gradcheck', 'layer=relu', 'outputs_root={tmp_path / 'outputs'}']); "
+            "print('exit', code, 'torch imported:', 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "exit 0 torch imported: False"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY_DATA
 from PIL import Image
-from test_sweeps import TINY_DATA, cvlab
 
 from cvlab.train.run import load_weights
 
@@ -21,16 +21,16 @@ def _run_folders(tmp_path: Path) -> list[Path]:
     return sorted(p.parent for p in (tmp_path / "outputs").rglob("summary.json"))
 
 
-def _plot(tmp_path: Path, folder: Path, expected: set[str]) -> None:
-    result = cvlab(tmp_path, "plot", f"run={folder}")
+def _plot(cvlab, folder: Path, expected: set[str]) -> None:
+    result = cvlab("plot", f"run={folder}")
     assert result.returncode == 0, result.stderr
     pngs = {p.name for p in (folder / "plots").glob("*.png")}
     assert expected <= pngs, pngs
     assert (folder / "report.md").is_file()
 
 
-def test_conv_demo_builtin_images(tmp_path):
-    result = cvlab(tmp_path, "train", "experiment=conv_demo", "model.image_size=48")
+def test_conv_demo_builtin_images(cvlab, tmp_path):
+    result = cvlab("train", "experiment=conv_demo", "model.image_size=48")
     assert result.returncode == 0, result.stderr
     (run,) = _run_folders(tmp_path)
     inputs = np.load(run / "conv_demo_inputs.npy")
@@ -46,35 +46,36 @@ def test_conv_demo_builtin_images(tmp_path):
     np.testing.assert_allclose(outputs[1, 1, 10, 20], np.sum(blue * sobel) + 128)
     assert len(list((run / "conv_demo").glob("*.png"))) == 6
     assert json.loads((run / "summary.json").read_text())["status"] == "completed"
-    _plot(tmp_path, run, {"conv_demo.png"})
+    _plot(cvlab, run, {"conv_demo.png"})
 
 
-def test_conv_demo_user_images_and_bad_path(tmp_path):
+def test_conv_demo_user_images_and_bad_path(cvlab, tmp_path):
     for name, colour in (("red.png", (255, 0, 0)), ("wide.jpg", (0, 0, 200))):
         Image.new("RGB", (40, 30) if name == "wide.jpg" else (30, 30), colour).save(
             tmp_path / name)
-    result = cvlab(tmp_path, "train", "experiment=conv_demo", "model.image_size=16",
+    result = cvlab("train", "experiment=conv_demo", "model.image_size=16",
                    f"model.images=[{tmp_path / 'red.png'},{tmp_path / 'wide.jpg'}]")
     assert result.returncode == 0, result.stderr
     (run,) = _run_folders(tmp_path)
     inputs = np.load(run / "conv_demo_inputs.npy")
     assert inputs.shape == (2, 3, 16, 16)
     assert inputs[0, 0].min() == 255 and inputs[1, 2].max() == 200
-    bad = cvlab(tmp_path, "train", "experiment=conv_demo", "model.images=[nope.png]")
+    bad = cvlab("train", "experiment=conv_demo", "model.images=[nope.png]")
     assert bad.returncode == 2
     assert "nope.png is not a file" in bad.stderr and "Traceback" not in bad.stderr
 
 
 @pytest.mark.slow
-def test_resume_through_the_cli_matches_an_uninterrupted_run(tmp_path):
+@pytest.mark.numerics
+def test_resume_through_the_cli_matches_an_uninterrupted_run(cvlab, tmp_path):
     args = ["model=ln_fc", "model.hidden_dims=[20,20]", *TINY_DATA, "batch_size=20",
             "seed=3", "launcher=basic"]
-    full = cvlab(tmp_path / "full", "train", *args, "epochs=4")
-    first = cvlab(tmp_path / "part", "train", *args, "epochs=2")
+    full = cvlab("train", *args, "epochs=4", cwd=tmp_path / "full")
+    first = cvlab("train", *args, "epochs=2", cwd=tmp_path / "part")
     assert full.returncode == first.returncode == 0, full.stderr + first.stderr
     (full_dir,) = _run_folders(tmp_path / "full")
     (first_dir,) = _run_folders(tmp_path / "part")
-    resumed = cvlab(tmp_path / "resumed", "train", *args, "epochs=4", f"resume={first_dir}")
+    resumed = cvlab("train", *args, "epochs=4", f"resume={first_dir}", cwd=tmp_path / "resumed")
     assert resumed.returncode == 0, resumed.stderr
     (resumed_dir,) = _run_folders(tmp_path / "resumed")
     a = load_weights(full_dir / "model.npz")["weights"]["params"]
@@ -89,17 +90,18 @@ def test_resume_through_the_cli_matches_an_uninterrupted_run(tmp_path):
     assert rows(full_dir) == rows(resumed_dir)
     summary = json.loads((resumed_dir / "summary.json").read_text())
     assert summary["resumed_from"] == str(first_dir)
-    bad = cvlab(tmp_path / "bad", "train", *args, "model.hidden_dims=[5]",
-                f"resume={first_dir}")
+    bad = cvlab("train", *args, "model.hidden_dims=[5]",
+                f"resume={first_dir}", cwd=tmp_path / "bad")
     assert bad.returncode == 2 and "cannot apply to a resumed run" in bad.stderr
 
 
 @pytest.mark.slow
-def test_seeded_runs_are_reproducible(tmp_path):
+@pytest.mark.numerics
+def test_seeded_runs_are_reproducible(cvlab, tmp_path):
     args = ["model=dropout_fc", "model.hidden_dims=[30]", *TINY_DATA, "epochs=2",
             "batch_size=20", "seed=11", "launcher=basic"]
     for name in ("a", "b"):
-        assert cvlab(tmp_path / name, "train", *args).returncode == 0
+        assert cvlab("train", *args, cwd=tmp_path / name).returncode == 0
     (a,) = _run_folders(tmp_path / "a")
     (b,) = _run_folders(tmp_path / "b")
     strip = [line.rsplit(",", 1)[0] for line in (a / "metrics.csv").read_text().splitlines()]
@@ -108,18 +110,18 @@ def test_seeded_runs_are_reproducible(tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluate_test_only_on_request(tmp_path):
+def test_evaluate_test_only_on_request(cvlab, tmp_path):
     args = ["model.hidden_dims=[10]", *TINY_DATA, "epochs=1", "launcher=basic"]
-    assert cvlab(tmp_path / "no", "train", *args).returncode == 0
-    assert cvlab(tmp_path / "yes", "train", *args, "evaluate_test=true").returncode == 0
+    assert cvlab("train", *args, cwd=tmp_path / "no").returncode == 0
+    assert cvlab("train", *args, "evaluate_test=true", cwd=tmp_path / "yes").returncode == 0
     (no,) = _run_folders(tmp_path / "no")
     (yes,) = _run_folders(tmp_path / "yes")
     assert "test_acc" not in json.loads((no / "summary.json").read_text())["metrics"]
     assert 0 <= json.loads((yes / "summary.json").read_text())["metrics"]["test_acc"] <= 1
 
 
-def test_unavailable_optimizer_is_a_user_error(tmp_path):
-    result = cvlab(tmp_path, "train", "optimizer.name=adamw", *TINY_DATA, "epochs=1")
+def test_unavailable_optimizer_is_a_user_error(cvlab, tmp_path):
+    result = cvlab("train", "optimizer.name=adamw", *TINY_DATA, "epochs=1")
     assert result.returncode == 2
     assert "adamw is for PyTorch models" in result.stderr
 
@@ -138,8 +140,8 @@ def test_unavailable_optimizer_is_a_user_error(tmp_path):
     ],
     ids=["bn_deep", "batch_size_bn", "batch_size_ln", "dropout", "weight_scale"],
 )
-def test_sweep_configs_end_to_end_and_plot(tmp_path, args, jobs, figure):
-    result = cvlab(tmp_path, "train", *args, *TINY_DATA, "epochs=1", "launcher=basic")
+def test_sweep_configs_end_to_end_and_plot(cvlab, tmp_path, args, jobs, figure):
+    result = cvlab("train", *args, *TINY_DATA, "epochs=1", "launcher=basic")
     assert result.returncode == 0, result.stderr
     folder = next((tmp_path / "outputs").rglob("sweep_summary.json")).parent
     rows = json.loads((folder / "sweep_summary.json").read_text())
@@ -150,13 +152,13 @@ def test_sweep_configs_end_to_end_and_plot(tmp_path, args, jobs, figure):
         assert points == sorted([(5, "none"), (5, norm), (10, norm), (50, norm)])
     if "sweep=dropout" in args:
         assert sorted(r["dropout_keep_ratio"] for r in rows) == [0.25, 1.0]
-    _plot(tmp_path, folder, {figure})
+    _plot(cvlab, folder, {figure})
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["cnn_overfit", "cnn_one_epoch"])
-def test_cnn_experiments_end_to_end_and_plot(tmp_path, experiment):
-    result = cvlab(tmp_path, "train", f"experiment={experiment}", *TINY_DATA, *CNN_TINY,
+def test_cnn_experiments_end_to_end_and_plot(cvlab, tmp_path, experiment):
+    result = cvlab("train", f"experiment={experiment}", *TINY_DATA, *CNN_TINY,
                    "epochs=1")
     assert result.returncode == 0, result.stderr
     (run,) = _run_folders(tmp_path)
@@ -164,7 +166,7 @@ def test_cnn_experiments_end_to_end_and_plot(tmp_path, experiment):
     assert summary["status"] == "completed"
     assert summary["experiment"] == experiment and summary["family"] == "numpy"
     assert load_weights(run / "model.npz")["weights"]["params"]["W1"].shape == (4, 3, 7, 7)
-    _plot(tmp_path, run, {"curves.png", "filters.png"})
+    _plot(cvlab, run, {"curves.png", "filters.png"})
 
 
 def _cifar_available() -> bool:
@@ -178,8 +180,8 @@ needs_cifar = pytest.mark.skipif(not _cifar_available(),
 
 @pytest.mark.slow
 @needs_cifar
-def test_bn_deep_batchnorm_ahead_of_baseline_on_cifar10(tmp_path):
-    result = cvlab(tmp_path, "train", "experiment=bn_deep", "dataset=cifar10", "epochs=4")
+def test_bn_deep_batchnorm_ahead_of_baseline_on_cifar10(cvlab, tmp_path):
+    result = cvlab("train", "experiment=bn_deep", "dataset=cifar10", "epochs=4")
     assert result.returncode == 0, result.stderr
     folder = next((tmp_path / "outputs").rglob("sweep_summary.json")).parent
     rows = {r["normalization"]: r for r in json.loads((folder / "sweep_summary.json").read_text())}
@@ -188,9 +190,9 @@ def test_bn_deep_batchnorm_ahead_of_baseline_on_cifar10(tmp_path):
 
 @pytest.mark.slow
 @needs_cifar
-def test_cnn_overfit_on_cifar10(tmp_path):
+def test_cnn_overfit_on_cifar10(cvlab, tmp_path):
     # The course's setup; fewer validation images keep the per-epoch checks short.
-    result = cvlab(tmp_path, "train", "experiment=cnn_overfit", "dataset=cifar10",
+    result = cvlab("train", "experiment=cnn_overfit", "dataset=cifar10",
                    "dataset.num_val=200")
     assert result.returncode == 0, result.stderr
     (run,) = _run_folders(tmp_path)
@@ -199,8 +201,8 @@ def test_cnn_overfit_on_cifar10(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_train_quick(tmp_path):
-    result = cvlab(tmp_path, "bench", "train", "quick=true", "repeats=2", "warmup=1")
+def test_bench_train_quick(cvlab, tmp_path):
+    result = cvlab("bench", "train", "quick=true", "repeats=2", "warmup=1")
     assert result.returncode == 0, result.stderr
     (run,) = _run_folders(tmp_path)
     lines = (run / "bench_train.csv").read_text().splitlines()

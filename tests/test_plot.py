@@ -8,72 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import make_run, make_sweep, model_config
 
 from cvlab.errors import UserError
-from cvlab.models.registry import spec_for
 from cvlab.plot import plot_folder, resolve_target
 from cvlab.plot.detect import describe_target
 from cvlab.plot.images import filter_grid
 from cvlab.plot.records import accuracy_series, load_run
 from cvlab.plot.sweeps import weight_scale_series
-from cvlab.runs import MetricsLogger, summarize_sweep, write_summary
-from cvlab.train.core import final_loss_metrics
+from cvlab.runs import write_summary
 from cvlab.train.run import save_weights
-
-COLUMNS = ["train_acc", "val_acc", "lr", "elapsed_s"]
-
-
-def model_config(**fields) -> dict:
-    model = {"type": "fc_net", "hidden_dims": [50, 50], "normalization": "batchnorm",
-             "dropout_keep_ratio": 1.0, "weight_scale": 0.01, "reg": 0.0, "dtype": "float32"}
-    model.update(fields)
-    return model
-
-
-def make_run(run_dir: Path, *, model: dict | None = None, epochs: int = 3,
-             iterations_per_epoch: int = 20, losses: list[float] | None = None,
-             status: str = "completed", final_acc: float = 0.6, lr_decay: float = 1.0,
-             **top) -> Path:
-    """A run folder as `cvlab train` leaves it: config.yaml, metrics.csv, summary.json."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config = {"model": model or model_config(),
-              "dataset": {"name": "synthetic", "num_train": 1000, "num_val": 100},
-              "optimizer": {"name": "adam", "learning_rate": 1e-3, "lr_decay": lr_decay},
-              "device": {"name": "auto", "threads": None}, "experiment": None, "seed": 0,
-              "epochs": epochs, "batch_size": 50, "baseline": False, "outputs_root": "outputs"}
-    config.update(top)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
-    total = epochs * iterations_per_epoch
-    if losses is None:
-        losses = list(2.3 * np.exp(-np.arange(total) / total))
-    lr = 1e-3
-    with MetricsLogger(run_dir, COLUMNS) as logger:
-        logger.log(iteration=0, epoch=0, train_acc=0.1, val_acc=0.1, lr=lr)
-        for t, loss in enumerate(losses):
-            logger.log(iteration=t, epoch=t // iterations_per_epoch, loss=loss, lr=lr)
-            if (t + 1) % iterations_per_epoch == 0:
-                epoch = (t + 1) // iterations_per_epoch
-                acc = 0.1 + (final_acc - 0.1) * epoch / epochs
-                logger.log(iteration=t + 1, epoch=epoch, train_acc=acc, val_acc=acc * 0.8,
-                           lr=lr)
-                lr *= lr_decay
-    model_type = config["model"].get("type", "fc_net")
-    write_summary(run_dir, status=status, command="train", family=spec_for(model_type).family,
-                  model_type=model_type, dataset="synthetic", wall_time_s=1.5,
-                  metrics={"best_val_acc": final_acc * 0.8, "best_train_acc": final_acc,
-                           **final_loss_metrics([float(v) for v in losses])})
-    return run_dir
-
-
-def make_sweep(sweep_dir: Path, jobs: list[dict]) -> Path:
-    """A Hydra multirun folder: multirun.yaml, job folders 0/, 1/, ..., the sweep summary."""
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    (sweep_dir / "multirun.yaml").write_text("hydra: {mode: MULTIRUN}\n")
-    for index, job in enumerate(jobs):
-        make_run(sweep_dir / str(index), **job)
-    summarize_sweep(sweep_dir)
-    return sweep_dir
-
 
 SCALES = [1e-4, 1e-2, 1.0]
 
