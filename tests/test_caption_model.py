@@ -9,7 +9,7 @@ import torch
 from cvlab.models.nets.captioning import PARAM_NAMES, CaptioningRNN
 from cvlab.train.caption_solver import CaptioningSolver
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.numerics]
 
 
 def linspace_model(cell_type: str) -> tuple[CaptioningRNN, np.ndarray, np.ndarray]:

@@ -16,6 +16,8 @@ from cvlab import layers as L
 from cvlab.gradcheck import rel_error
 from cvlab.layers import fast, threads
 
+pytestmark = pytest.mark.numerics  # rerun by `make test-portable`
+
 IMPLEMENTATIONS = fast.available_implementations()
 requires_compiled = pytest.mark.skipif("cython" not in IMPLEMENTATIONS,
                                        reason="compiled cvlab.ext not built")

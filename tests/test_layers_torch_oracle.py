@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from cvlab import layers as L
 from cvlab.gradcheck import rel_error
 
+pytestmark = pytest.mark.numerics  # rerun by `make test-portable`
+
 TOL = 1e-9
 
 

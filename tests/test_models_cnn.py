@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from cvlab.checks.models import check_cnn
 from cvlab.models import ThreeLayerConvNet
 
+pytestmark = pytest.mark.numerics  # rerun by `make test-portable`
+
 
 def test_initial_loss_is_log_10_and_reg_adds():
     np.random.seed(231)

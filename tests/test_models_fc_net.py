@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from cvlab.checks.models import FC_SETTINGS, check_fc_net
 from cvlab.models import FullyConnectedNet
 
+pytestmark = pytest.mark.numerics  # rerun by `make test-portable`
+
 
 def test_initial_losses_match_the_course():
     # The course's FullyConnectedNets notebook, with np.random.seed(231) first.

@@ -9,6 +9,8 @@ import torch
 from cvlab.train import optim
 from cvlab.train.optim import UPDATE_RULES, get_update_rule
 
+pytestmark = pytest.mark.numerics  # rerun by `make test-portable`
+
 
 def _arrays():
     N, D = 4, 5

@@ -13,6 +13,8 @@ from cvlab.train.core import CHECKPOINT_NAME, Interrupted, Records
 from cvlab.train.solver import Solver
 from cvlab.train.state import StateError, load_state
 
+pytestmark = pytest.mark.numerics  # rerun by `make test-portable`
+
 
 def _data():
     rng = np.random.RandomState(0)
