@@ -46,7 +46,7 @@ test: install lint
 
 # The numerically sensitive tests (pytest -m numerics) and `cvlab gradcheck` (all checks) again
 # under other BLAS kernels and single-threaded: verdicts must not depend on the CPU or threads.
-PORTABLE_CONFIGS := "OPENBLAS_CORETYPE=Sandybridge MKL_ENABLE_INSTRUCTIONS=AVX2" \
+PORTABLE_CONFIGS := "OPENBLAS_CORETYPE=Sandybridge MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2" \
 	"OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1"
 test-portable: install
 	@set -e; out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \

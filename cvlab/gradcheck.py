@@ -72,36 +72,45 @@ def eval_numerical_gradient_array(f: Callable[[np.ndarray], np.ndarray], x: np.n
 
 def numerical_gradient_off_kinks(f: Callable[[np.ndarray], np.ndarray | float], x: np.ndarray,
                                  df: np.ndarray | None = None, h: float = 1e-5,
-                                 rtol: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
+                                 rtol: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
     """Numeric gradient of f (scalar) or of sum(f(x) * df) at x, and where it is not one.
 
-    Each entry is differenced twice, with steps h and h/2. Where f is smooth within h the two
-    agree to the error model (truncation h^2 |f3| / 8 and rounding ~eps F / h); where a kink
-    (relu at 0, a change of max) lies within h, the centered difference mixes two slopes and
-    the two disagree. Returns (the gradient at step h, a boolean mask of the entries whose
-    estimates disagree by more than rtol relative plus 10x the rounding bound). A kink missed
-    by the test is one whose effect on the step-h estimate is below that same bound, or one
-    closer to x than ~rtol * h (the function is not differentiable there).
+    Each entry is evaluated at x +- h and x +- h/2. Where f is smooth within h, the centered
+    differences at h and at h/2 agree, and so do the second differences (the one at h is 4x
+    the one at h/2), to the error model's rounding (~eps F / h) and truncation (h^2 |f3| / 8).
+    A kink (relu at 0, a change of max) at distance s < h breaks one test or the other for
+    every s (the first fails to see s -> 0, the second s = h/3): such an entry is marked.
+    Returns (the gradient at step h, a boolean mask of the marked entries). An unmarked
+    entry's kink error is below ~4x the tests' bound (rtol relative plus 10x the rounding).
     """
     weights = np.float64(1.0) if df is None else np.asarray(df, dtype=np.float64)
+    center = np.array(f(x), dtype=np.float64, copy=True)
+    f_size = float(np.sum(np.abs(center * weights)))
 
-    def difference(ix: tuple[int, ...], step: float) -> float:
+    def at(ix: tuple[int, ...], step: float) -> tuple[np.ndarray, np.ndarray]:
         old_value = x[ix]
         x[ix] = old_value + step
         plus = np.array(f(x), dtype=np.float64, copy=True)
         x[ix] = old_value - step
         minus = np.array(f(x), dtype=np.float64, copy=True)
         x[ix] = old_value
-        return float(np.sum((plus - minus) * weights)) / (2 * step)
+        return plus, minus
 
-    f_size = float(np.sum(np.abs(np.asarray(f(x), dtype=np.float64) * weights)))
-    atol = 10 * centered_difference_error(h / 2, f_size)
+    def estimate(ix: tuple[int, ...], step: float) -> tuple[float, bool]:
+        (plus, minus), (half_plus, half_minus) = at(ix, step), at(ix, step / 2)
+        coarse = float(np.sum((plus - minus) * weights)) / (2 * step)
+        fine = float(np.sum((half_plus - half_minus) * weights)) / step
+        second = float(np.sum((plus - 2 * center + minus) * weights))
+        half_second = float(np.sum((half_plus - 2 * center + half_minus) * weights))
+        bound = rtol * (abs(coarse) + abs(fine)) + 10 * centered_difference_error(step / 2, f_size)
+        smooth = abs(coarse - fine) <= bound and abs(second - 4 * half_second) / step <= 2 * bound
+        return coarse, smooth
+
     grad = np.zeros(x.shape, dtype=np.float64)
     kinked = np.zeros(x.shape, dtype=bool)
     for ix in np.ndindex(*x.shape):
-        coarse, fine = difference(ix, h), difference(ix, h / 2)
-        grad[ix] = coarse
-        kinked[ix] = abs(coarse - fine) > rtol * (abs(coarse) + abs(fine)) + atol
+        grad[ix], smooth = estimate(ix, h)
+        kinked[ix] = not smooth
     return grad, kinked
 
 

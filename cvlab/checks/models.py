@@ -7,8 +7,10 @@ the seed or the CPU (docs/gradcheck.md):
   pre-activations of ~1e-2; a step h = 1e-5 is then large for the normalizations (their third
   derivative grows like 1/std^3) and crosses relu / max-pool kinks often (the course prints CNN
   errors "up to ~1e-2" for that reason). Here the weights give pre-activations of order 1.
-- Kinks that a step still crosses are detected (steps h and h/2 disagree) and those entries
-  left out, counted in the row (cvlab.gradcheck.numerical_gradient_off_kinks).
+- Biases, gammas and betas are drawn at random rather than left at the init's zeros and ones,
+  which put units exactly at a kink whenever dropout or relu zeroes a whole row.
+- Kinks that a step still crosses are detected (cvlab.gradcheck.numerical_gradient_off_kinks)
+  and those entries left out, counted in the row.
 - Rows are judged on the norm error (bound NUMERIC_TOLERANCE); the course's max-over-entries
   relative error is recorded alongside. The biases of batch-normalized layers have a gradient
   of exactly zero: their row bounds max |numeric| (zero_gradient_tolerance).
@@ -37,6 +39,20 @@ FC_SETTINGS = [
 ]
 # Weight scale of the FC check: pre-activations of the hidden layers of order 1 (D = 15 inputs).
 FC_WEIGHT_SCALE = 0.3
+
+
+def _draw_constant_parameters(model, rng: np.random.RandomState) -> None:
+    """Random biases, gammas and betas instead of the constant zeros and ones of the init.
+
+    At the init, a sample whose hidden units are all dropped or dead feeds the next layer its
+    biases alone: equal zeros, which put every relu after it (and a layer norm's input
+    variance) exactly at a kink, where the function has no gradient to check.
+    """
+    for name, value in model.params.items():
+        if name.startswith(("b", "beta")):
+            model.params[name] = 0.5 * rng.randn(*value.shape)
+        elif name.startswith("gamma"):
+            model.params[name] = 1 + 0.2 * rng.randn(*value.shape)
 
 
 def model_rows(model, X: np.ndarray, y: np.ndarray, prefix: str,
@@ -82,6 +98,7 @@ def check_fc_net(rng: np.random.RandomState) -> list[CheckRow]:
             normalization=normalization, reg=reg, weight_scale=FC_WEIGHT_SCALE,
             dtype=np.float64, seed=123, rng=rng,
         )
+        _draw_constant_parameters(model, rng)
         prefix = f"{normalization},keep={keep_ratio:g},reg={reg:g}: "
         # Batchnorm removes a per-unit shift: the biases before it have zero gradient.
         zero = ("b1", "b2") if normalization == "batchnorm" else ()
@@ -91,7 +108,7 @@ def check_fc_net(rng: np.random.RandomState) -> list[CheckRow]:
 
 @register("cnn")
 def check_cnn(rng: np.random.RandomState) -> list[CheckRow]:
-    """ThreeLayerConvNet (3 filters 3x3, hidden 7) on 2 inputs (3, 16, 16), reg 0 and 0.5.
+    """ThreeLayerConvNet (3 filters 3x3, hidden 7) on 2 inputs (3, 16, 16), reg 0 and 0.1.
 
     Weights: conv outputs ~N(0, 4) (a step moves them by ~1e-5 of their spread), hidden
     activations and scores of order 1.
@@ -100,7 +117,7 @@ def check_cnn(rng: np.random.RandomState) -> list[CheckRow]:
 
     num_inputs, input_dim, num_classes = 2, (3, 16, 16), 10
     rows: list[CheckRow] = []
-    for reg in (0.0, 0.5):
+    for reg in (0.0, 0.1):  # reg 0.1: its term as large as the data term, not 4x larger
         X = rng.randn(num_inputs, *input_dim)
         y = rng.randint(num_classes, size=num_inputs)
         model = ThreeLayerConvNet(num_filters=3, filter_size=3, input_dim=input_dim,
@@ -110,5 +127,6 @@ def check_cnn(rng: np.random.RandomState) -> list[CheckRow]:
         scales = {"W1": 2 / np.sqrt(27), "W2": 1 / np.sqrt(8 * pooled), "W3": 1 / np.sqrt(7 / 2)}
         for name, scale in scales.items():
             model.params[name] = scale * rng.randn(*model.params[name].shape)
+        _draw_constant_parameters(model, rng)
         rows += model_rows(model, X, y, f"reg={reg:g}: ")
     return rows
