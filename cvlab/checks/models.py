@@ -88,11 +88,17 @@ def model_rows(model, X: np.ndarray, y: np.ndarray, prefix: str,
 def check_fc_net(rng: np.random.RandomState) -> list[CheckRow]:
     """FullyConnectedNet [10, 12] on 15 features, for every normalization, plain and with
     (seeded) dropout and reg 3.14."""
+    return fc_net_rows(rng, FC_SETTINGS)
+
+
+def fc_net_rows(rng: np.random.RandomState,
+                settings: list[tuple[str, float, float]]) -> list[CheckRow]:
+    """The fc_net check's rows for the given (normalization, keep ratio, reg) settings."""
     from cvlab.models.fc_net import FullyConnectedNet
 
     D, H1, H2, C = 15, 10, 12, 10
     rows: list[CheckRow] = []
-    for normalization, keep_ratio, reg in FC_SETTINGS:
+    for normalization, keep_ratio, reg in settings:
         # Batchnorm needs a few samples for meaningful statistics.
         n = 2 if normalization == "none" else 4
         X = rng.randn(n, D)
@@ -115,13 +121,19 @@ def check_cnn(rng: np.random.RandomState) -> list[CheckRow]:
     """ThreeLayerConvNet (3 filters 3x3, hidden 7) on 2 inputs (3, 16, 16), reg 0 and 0.1.
 
     Weights: conv outputs ~N(0, 4) (a step moves them by ~1e-5 of their spread), hidden
-    activations and scores of order 1.
+    activations and scores of order 1. reg 0.1: its term as large as the data term (at 0.5 it
+    was 4x larger, and its rounding the largest error of db1).
     """
+    return cnn_rows(rng, (0.0, 0.1))
+
+
+def cnn_rows(rng: np.random.RandomState, regs: tuple[float, ...]) -> list[CheckRow]:
+    """The cnn check's rows for the given regularization strengths."""
     from cvlab.models.cnn import ThreeLayerConvNet
 
     num_inputs, input_dim, num_classes = 2, (3, 16, 16), 10
     rows: list[CheckRow] = []
-    for reg in (0.0, 0.1):  # reg 0.1: its term as large as the data term, not 4x larger
+    for reg in regs:
         X = rng.randn(num_inputs, *input_dim)
         y = rng.randint(num_classes, size=num_inputs)
         model = ThreeLayerConvNet(num_filters=3, filter_size=3, input_dim=input_dim,
