@@ -32,21 +32,21 @@ def worst_ratio(rows) -> float:
 # --- numpy layers: wrappers that break the correct backward ---------------------------------
 
 def db_mean_not_sum(backward):
-    def broken(dout, cache):
-        dx, dw, _ = backward(dout, cache)
+    def broken(dout, cache, **options):
+        dx, dw, _ = backward(dout, cache, **options)
         return dx, dw, dout.mean(axis=0)
     return broken
 
 
 def dx_wrong_sign(backward):
-    def broken(dout, cache):
-        dx, *rest = backward(dout, cache)
+    def broken(dout, cache, **options):
+        dx, *rest = backward(dout, cache, **options)
         return (-dx, *rest)
     return broken
 
 
 def relu_mask_from_dout(_):
-    return lambda dout, cache: dout * (dout > 0)
+    return lambda dout, cache, **_: dout * (dout > 0)
 
 
 def loss_dx_not_divided_by_n(loss_fn):
@@ -66,7 +66,7 @@ def svm_without_correct_class_term(loss_fn):
 
 
 def batchnorm_without_mean_term(_):
-    def broken(dout, cache):
+    def broken(dout, cache, **options):
         x_hat, _, _, inv_std, gamma = cache
         dx_hat = dout * gamma
         dx = inv_std * (dx_hat - x_hat * (dx_hat * x_hat).mean(axis=0))
@@ -75,7 +75,7 @@ def batchnorm_without_mean_term(_):
 
 
 def batchnorm_without_variance_term(_):
-    def broken(dout, cache):
+    def broken(dout, cache, **options):
         x_hat, _, _, inv_std, gamma = cache
         dx_hat = dout * gamma
         dx = inv_std * (dx_hat - dx_hat.mean(axis=0))
@@ -84,7 +84,7 @@ def batchnorm_without_variance_term(_):
 
 
 def layernorm_over_the_batch_axis(_):
-    def broken(dout, cache):
+    def broken(dout, cache, **options):
         x_hat, inv_std, gamma = cache
         dx_hat = dout * gamma
         dx = inv_std * (dx_hat - dx_hat.mean(axis=0) - x_hat * (dx_hat * x_hat).mean(axis=0))
@@ -93,22 +93,22 @@ def layernorm_over_the_batch_axis(_):
 
 
 def dropout_without_rescaling(_):
-    def broken(dout, cache):
+    def broken(dout, cache, **options):
         _, mask = cache
         return dout * (mask != 0)
     return broken
 
 
 def conv_dw_flipped(backward):
-    def broken(dout, cache):
-        dx, dw, db = backward(dout, cache)
+    def broken(dout, cache, **options):
+        dx, dw, db = backward(dout, cache, **options)
         return dx, dw[:, :, ::-1, ::-1], db
     return broken
 
 
 def conv_dx_cropped_one_pixel_off(backward):
-    def broken(dout, cache):
-        dx, dw, db = backward(dout, cache)
+    def broken(dout, cache, **options):
+        dx, dw, db = backward(dout, cache, **options)
         shifted = np.zeros_like(dx)
         shifted[..., 1:, 1:] = dx[..., :-1, :-1]
         return shifted, dw, db
@@ -117,7 +117,7 @@ def conv_dx_cropped_one_pixel_off(backward):
 
 def pool_to_the_window_corner(_):
     """Routes each output's gradient to the top-left entry of its window, not to the max."""
-    def broken(dout, cache):
+    def broken(dout, cache, **options):
         x, pool_param = cache
         dx = np.zeros_like(x)
         stride = pool_param["stride"]
@@ -135,7 +135,7 @@ def pool_overwrites_overlapping_windows(forward_fast):
         out, _ = forward_fast(x, pool_param)
         return out, (x, pool_param)
 
-    def backward(dout, cache):
+    def backward(dout, cache, **options):
         x, p = cache
         N, C = x.shape[:2]
         ph, pw, s = p["pool_height"], p["pool_width"], p["stride"]
@@ -151,33 +151,34 @@ def pool_overwrites_overlapping_windows(forward_fast):
 
 
 def spatial_rows_not_transposed_back(backward):
-    def broken(dout, cache):
-        dx, dgamma, dbeta = backward(dout, cache)
+    def broken(dout, cache, **options):
+        dx, dgamma, dbeta = backward(dout, cache, **options)
         return dx.transpose(0, 2, 3, 1).reshape(dx.shape), dgamma, dbeta
     return broken
 
 
 def dgamma_copied_from_dbeta(backward):
-    def broken(dout, cache):
-        dx, _, dbeta = backward(dout, cache)
+    def broken(dout, cache, **options):
+        dx, _, dbeta = backward(dout, cache, **options)
         return dx, dbeta, dbeta
     return broken
 
 
 def skipped(_):
     """A layer left out of a backward pass (its gradient passed through unchanged)."""
-    return lambda dout, cache: dout
+    return lambda dout, cache, **_: dout
 
 
-def pool_gradient_one_column_off(backward):
-    def broken(dout, cache):
-        return np.roll(backward(dout, cache), 1, axis=3)
+def pooled_gradient_read_one_column_off(backward):
+    """An index bug in routing the pooled gradient: each window gets its neighbour's."""
+    def broken(dout, cache, **options):
+        return backward(np.roll(dout, 1, axis=3), cache, **options)
     return broken
 
 
 def dgamma_wrong_sign(backward):
-    def broken(dout, cache):
-        dx, dgamma, dbeta = backward(dout, cache)
+    def broken(dout, cache, **options):
+        dx, dgamma, dbeta = backward(dout, cache, **options)
         return dx, -dgamma, dbeta
     return broken
 
@@ -200,7 +201,7 @@ NUMPY_MUTATIONS = [
     ("affine_relu", sandwich, "relu_backward", skipped),
     ("affine_norm_relu", sandwich, "dropout_backward", skipped),
     ("conv_relu", sandwich, "relu_backward", relu_mask_from_dout),
-    ("conv_relu_pool", sandwich, "max_pool_backward_fast", pool_gradient_one_column_off),
+    ("conv_relu_pool", L, "conv_relu_pool_backward", pooled_gradient_read_one_column_off),
     ("conv_bn_relu", sandwich, "spatial_batchnorm_backward", dgamma_wrong_sign),
 ]
 
@@ -237,8 +238,10 @@ def test_a_broken_fc_net_backward_fails_the_model_check_by_100x(name, mutation, 
     assert worst_ratio(rows) >= MARGIN
 
 
-@pytest.mark.parametrize("name, mutation", [("conv_backward", conv_dw_flipped),
-                                            ("max_pool_backward", pool_gradient_one_column_off)])
+@pytest.mark.parametrize("name, mutation", [
+    ("conv_relu_pool_backward", conv_dw_flipped),
+    ("conv_relu_pool_backward", pooled_gradient_read_one_column_off),
+    ("relu_backward", skipped)])
 def test_a_broken_cnn_backward_fails_the_model_check_by_100x(name, mutation, monkeypatch):
     import cvlab.models.cnn as cnn
     from cvlab.checks.models import cnn_rows
