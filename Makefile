@@ -44,15 +44,15 @@ lint: install
 test: install lint
 	$(PY) -m pytest -q
 
-# The numerically sensitive tests (pytest -m numerics) and `cvlab gradcheck` (all checks) again
-# under other BLAS kernels and single-threaded: verdicts must not depend on the CPU or threads.
+# `cvlab gradcheck` (all checks), then it and the numerically sensitive tests (pytest -m numerics)
+# again under other BLAS kernels and single-threaded: verdicts must not depend on CPU or threads.
 PORTABLE_CONFIGS := "OPENBLAS_CORETYPE=Sandybridge MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2" \
 	"OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1"
 test-portable: install
 	@set -e; out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
-	for config in $(PORTABLE_CONFIGS); do \
-		echo "== $$config"; \
-		env $$config $(PY) -m pytest -q -m numerics -p no:cacheprovider; \
+	for config in "" $(PORTABLE_CONFIGS); do \
+		echo "== $${config:-default configuration}"; \
+		[ -z "$$config" ] || env $$config $(PY) -m pytest -q -m numerics -p no:cacheprovider; \
 		env $$config $(CVLAB) gradcheck outputs_root="$$out" > "$$out/gradcheck.txt" \
 			|| { cat "$$out/gradcheck.txt"; exit 1; }; \
 		tail -n 2 "$$out/gradcheck.txt"; \
