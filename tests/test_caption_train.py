@@ -121,7 +121,7 @@ def test_cli_trains_the_overfit_experiment(tmp_path, cvlab):
     import os
 
     env = {"CVLAB_CACHE": os.environ.get("CVLAB_CACHE", str(tmp_path / "cache"))}
-    args = ["train", "experiment=caption_overfit", "model=caption_lstm", "dataset=shapes_captions",
+    args = ["train", "experiment=caption_overfit", "dataset=shapes_captions",
             "device=cpu", "device.threads=1", "val_eval_samples=10",
             f"outputs_root={tmp_path / 'outputs'}"]
     result = cvlab(*args, env=env)

@@ -31,8 +31,18 @@ def start(tmp_path: Path, *args: str) -> subprocess.Popen:
     """The console script in its own session (so that a signal to its group spares pytest)."""
     env = dict(os.environ, CVLAB_CACHE=str(tmp_path / "cache"), MPLBACKEND="Agg")
     return subprocess.Popen([CVLAB, *args, f"outputs_root={tmp_path / 'outputs'}"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def finish(process: subprocess.Popen, timeout: float = 120) -> tuple[str, str]:
+    """Its output once it ended (killed, and the test failed, if it outlives `timeout`)."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        raise AssertionError(f"still running {timeout} s after the signal: {err}") from None
 
 
 def wait_for(pattern: str, root: Path, process: subprocess.Popen, timeout: float = 120) -> None:
@@ -53,10 +63,10 @@ def one_line(stderr: str) -> str:
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_ends_a_run_as_interrupted_with_its_checkpoint_intact(tmp_path, signum, code):
     process = start(tmp_path, "train", "model=bn_fc", *TINY, "epochs=100000", "batch_size=25",
-                    "progress=false")
+                    "progress=false", "print_every=1000000")
     wait_for("checkpoint.npz", tmp_path / "outputs", process)
     process.send_signal(signum)
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = finish(process)
     assert process.returncode == code
     assert "interrupted" in one_line(stderr)
     (run_dir,) = (p.parent for p in (tmp_path / "outputs").rglob("summary.json"))
@@ -70,14 +80,14 @@ def test_a_signal_ends_a_run_as_interrupted_with_its_checkpoint_intact(tmp_path,
 @pytest.mark.parametrize("whole_group", [True, False], ids=["ctrl-c", "sigterm-to-parent"])
 def test_an_interrupted_parallel_sweep_records_every_job_and_its_summary(tmp_path, whole_group):
     process = start(tmp_path, "train", "model=bn_fc", "sweep=weight_scale", *TINY,
-                    "epochs=100000", "batch_size=25",
+                    "epochs=100000", "batch_size=25", "print_every=1000000",
                     "hydra.sweeper.params={model.weight_scale:'1e-3,1e-2,1e-1'}")
     wait_for("checkpoint.npz", tmp_path / "outputs", process)
     if whole_group:  # Ctrl-C in a terminal: SIGINT to every process of the group
         os.killpg(process.pid, signal.SIGINT)
     else:  # `kill <pid>`, timeout, SLURM: SIGTERM to the launcher only
         process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
+    _, stderr = finish(process)
     assert process.returncode == (130 if whole_group else 143)
     assert "sweep summary in" in one_line(stderr)
     (summary_path,) = (tmp_path / "outputs").rglob("sweep_summary.json")

@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 
 import pytest
 from test_sweeps import TINY_DATA
@@ -46,12 +47,19 @@ def default_partition() -> str:
     return next((p.rstrip("*") for p in listed if p.endswith("*")), listed[0].rstrip("*"))
 
 
-def job_state(job_id: str) -> str:
-    """The scheduler's record of a job ('COMPLETED', ...), from scontrol."""
-    shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True,
-                           timeout=30)
-    found = re.search(r"JobState=(\S+)", shown.stdout)
-    return found[1] if found else f"unknown ({shown.stderr.strip()})"
+def job_state(job_id: str, settle_s: float = 30.0) -> str:
+    """The scheduler's record of a job ('COMPLETED', ...), from scontrol. A job whose result
+    the launcher has read can still be RUNNING or COMPLETING for a moment (slurmd reports its
+    end asynchronously): wait up to `settle_s` for it to settle."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        shown = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True,
+                               text=True, timeout=30)
+        found = re.search(r"JobState=(\S+)", shown.stdout)
+        state = found[1] if found else f"unknown ({shown.stderr.strip()})"
+        if state not in ("RUNNING", "COMPLETING") or time.monotonic() > deadline:
+            return state
+        time.sleep(0.5)
 
 
 @pytest.mark.slow

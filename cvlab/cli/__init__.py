@@ -141,7 +141,7 @@ def overrides_of(args: list[str]) -> list[str]:
 def launch(name: str, args: list[str]) -> int:
     """Check everything, create the run folder, run through Hydra; SIGINT/SIGTERM recorded."""
     from cvlab.cli.prepare import finish_interrupted, prepare
-    from cvlab.train.core import Interrupted, signals_as_interrupts
+    from cvlab.train.core import Interrupted, raise_if_interrupted, signals_as_interrupts
 
     try:
         args, run_dir = prepare(name, args)
@@ -151,7 +151,9 @@ def launch(name: str, args: list[str]) -> int:
         return fail(f"cvlab {name}: cannot create the run folder: {err}", 1)
     with signals_as_interrupts():
         try:
-            return run_hydra(name, args, run_dir)
+            code = run_hydra(name, args, run_dir)
+            raise_if_interrupted()  # a signal whose exception a finalizer swallowed
+            return code
         except Interrupted as err:
             return finish_interrupted(name, run_dir, err)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,23 +48,47 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
+_requested: list[int] = []  # signals that arrived inside signals_as_interrupts
+
+
 @contextlib.contextmanager
 def signals_as_interrupts() -> Iterator[None]:
     """Within the block, SIGINT and SIGTERM raise Interrupted (main thread only; elsewhere
-    signals keep their handlers)."""
+    signals keep their handlers).
+
+    Python drops an exception raised where it cannot propagate (a finalizer such as
+    ZipFile.__del__ running when the signal arrives); the signal is therefore also recorded,
+    and the training loop raises it at its next update (`raise_if_interrupted`).
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:
+        _requested.append(signum)
         raise Interrupted(signum)
 
+    def unraisable(info: Any) -> None:  # an Interrupted dropped in a finalizer: no traceback
+        if not isinstance(info.exc_value, Interrupted):
+            default_hook(info)
+
+    default_hook = sys.unraisablehook
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    sys.unraisablehook = unraisable
+    _requested.clear()
     try:
         yield
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+        sys.unraisablehook = default_hook
+        _requested.clear()
+
+
+def raise_if_interrupted() -> None:
+    """Raise the Interrupted of a signal whose exception Python could not deliver."""
+    if _requested:
+        raise Interrupted(_requested[0])
 
 
 class Task(Protocol):
@@ -314,6 +339,7 @@ class _Loop:
                 while self.task.iteration < self.total:
                     if not self.one_update():
                         return "diverged"
+                    raise_if_interrupted()
             return "completed"
         finally:
             self.result.train_time_s = time.perf_counter() - start - self.excluded_s
