@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cvlab.config.compose import compose_plan
+from cvlab.config.compose import compose_plan, hydra_context
 from cvlab.config.store import PRIMARY_SCHEMAS
 from cvlab.paths import config_dir
 
@@ -24,6 +24,13 @@ OPTIONS = [(group, path.stem) for group in TRAIN_GROUPS
 TINY = ["dataset=synthetic", "dataset.synthetic_train=300", "dataset.synthetic_test=50",
         "dataset.num_train=100", "dataset.num_val=50", "dataset.num_test=50"]
 CVLAB = str(Path(sys.executable).with_name("cvlab"))
+
+
+@pytest.fixture(scope="module")
+def hydra():
+    """One Hydra initialization for the module's compositions (they are then cheap)."""
+    with hydra_context() as initialized:
+        yield initialized
 
 
 def one_line(result) -> str:
@@ -43,13 +50,13 @@ def test_every_yaml_file_is_covered():
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_primary_config_composes_typed(command):
-    (_, config), = compose_plan(command, [], multirun=False).jobs
+def test_primary_config_composes_typed(command, hydra):
+    (_, config), = compose_plan(command, [], multirun=False, hydra=hydra).jobs
     assert isinstance(config, PRIMARY_SCHEMAS[command])
 
 
 @pytest.mark.parametrize("group, option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
-def test_every_option_and_every_job_it_defines_composes_and_checks(group, option):
+def test_every_option_and_every_job_it_defines_composes_and_checks(group, option, hydra):
     overrides = [f"{group}={option}"]
     if group == "sweep_point":
         overrides = [f"+{group}={option}", "model=bn_fc"]
@@ -57,7 +64,7 @@ def test_every_option_and_every_job_it_defines_composes_and_checks(group, option
         overrides.append("model=torch_fc")
     elif (group, option) in (("dataset", "coco"), ("dataset", "shapes_captions")):
         overrides.append("model=caption_rnn")
-    plan = compose_plan("train", overrides, multirun=False)
+    plan = compose_plan("train", overrides, multirun=False, hydra=hydra)
     if plan.multirun:  # a sweep or search: every job (or checked point) composed and checked
         assert plan.jobs
     for _, config in plan.jobs:

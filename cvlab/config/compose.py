@@ -60,23 +60,30 @@ def hydra_context() -> Iterator[Any]:
         GlobalHydra.instance().clear()
 
 
-def compose_plan(command: str, overrides: list[str], multirun: bool) -> Plan:
+def compose_plan(command: str, overrides: list[str], multirun: bool,
+                 hydra: Any = None) -> Plan:
     """The command's config and, for a sweep, every job's typed config (UserError if any
-    job is not allowed)."""
-    with hydra_context() as hydra:
-        base = _compose(hydra, command, overrides, RunMode.MULTIRUN)
-        multirun = multirun or str(base.hydra.mode) == "RunMode.MULTIRUN"
-        if not multirun:
-            cfg = _compose(hydra, command, overrides, RunMode.RUN)
-            return Plan(cfg, False, [(overrides, _typed(command, cfg, None))])
-        plan = Plan(base, True)
-        jobs = job_overrides(base, overrides)
-        composed: dict[tuple[str, ...], DictConfig] = {}
-        for number, job in enumerate(jobs):
-            label = _job_label(number, jobs)
-            cfg = _compose_job(hydra, command, job, composed, label)
-            plan.jobs.append((job, _typed(command, cfg, label)))
-        return plan
+    job is not allowed). `hydra`: an initialized Hydra to reuse (hydra_context)."""
+    if hydra is None:
+        with hydra_context() as hydra:
+            return _plan(hydra, command, overrides, multirun)
+    return _plan(hydra, command, overrides, multirun)
+
+
+def _plan(hydra: Any, command: str, overrides: list[str], multirun: bool) -> Plan:
+    base = _compose(hydra, command, overrides, RunMode.MULTIRUN)
+    multirun = multirun or str(base.hydra.mode) == "RunMode.MULTIRUN"
+    if not multirun:
+        cfg = _compose(hydra, command, overrides, RunMode.RUN)
+        return Plan(cfg, False, [(overrides, _typed(command, cfg, None))])
+    plan = Plan(base, True)
+    jobs = job_overrides(base, overrides)
+    composed: dict[tuple[str, ...], DictConfig] = {}
+    for number, job in enumerate(jobs):
+        label = _job_label(number, jobs)
+        cfg = _compose_job(hydra, command, job, composed, label)
+        plan.jobs.append((job, _typed(command, cfg, label)))
+    return plan
 
 
 def compose(command: str, overrides: list[str]) -> DictConfig:
