@@ -41,8 +41,11 @@ run: install
 lint: install
 	$(VENV)/bin/ruff check .
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist), each test module in one of them so
+# that module fixtures are built once; TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
 test: install lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # `cvlab gradcheck` (all checks), then it and the numerically sensitive tests (pytest -m numerics)
 # again under other BLAS kernels and single-threaded: verdicts must not depend on CPU or threads.
