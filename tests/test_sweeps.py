@@ -88,13 +88,11 @@ def metrics_columns(folder: Path) -> tuple[list[str], np.ndarray]:
     return keys, values
 
 
-@pytest.mark.numerics
-def test_a_sweep_job_reproduces_a_single_run_bit_for_bit_at_pinned_threads(cvlab, tmp_path):
-    # Bit-exact holds only where the arithmetic is the same: one BLAS thread in both (the
-    # single run in this process, the job in a joblib worker), same kernels (same machine and
-    # environment). Across thread counts, see the next test.
-    single = cvlab("train", *SAME_RUN, "device.threads=1", "launcher=basic",
-                   cwd=tmp_path / "single")
+def single_run_and_sweep_job(cvlab, tmp_path, single_run_threads: int):
+    """The metric columns of the same run made alone (with the given thread count) and as the
+    one job of a sweep (one thread, in a joblib worker); their row keys must match."""
+    single = cvlab("train", *SAME_RUN, f"device.threads={single_run_threads}",
+                   "launcher=basic", cwd=tmp_path / "single")
     assert single.returncode == 0, single.stderr
     sweep = cvlab("train", *SAME_RUN, "device.threads=1", *ONE_JOB_SWEEP,
                   cwd=tmp_path / "sweep")
@@ -102,6 +100,15 @@ def test_a_sweep_job_reproduces_a_single_run_bit_for_bit_at_pinned_threads(cvlab
     keys, a = metrics_columns(tmp_path / "single")
     other_keys, b = metrics_columns(tmp_path / "sweep")
     assert keys == other_keys
+    return a, b
+
+
+@pytest.mark.numerics
+def test_a_sweep_job_reproduces_a_single_run_bit_for_bit_at_pinned_threads(cvlab, tmp_path):
+    # Bit-exact holds only where the arithmetic is the same: one BLAS thread in both (the
+    # single run in this process, the job in a joblib worker), same kernels (same machine and
+    # environment). Across thread counts, see the next test.
+    a, b = single_run_and_sweep_job(cvlab, tmp_path, single_run_threads=1)
     np.testing.assert_array_equal(a, b)
 
 
@@ -111,15 +118,7 @@ def test_a_sweep_job_matches_a_single_run_across_thread_counts(cvlab, tmp_path):
     # digits (~1e-7 relative per step) and that difference grows slowly over the 8 steps of
     # this run. Stated tolerance: losses and learning rates within 1e-4 relative, accuracies
     # within one sample of the 50 (0.02) in case a prediction sits on a tie.
-    single = cvlab("train", *SAME_RUN, "device.threads=2", "launcher=basic",
-                   cwd=tmp_path / "single")
-    assert single.returncode == 0, single.stderr
-    sweep = cvlab("train", *SAME_RUN, "device.threads=1", *ONE_JOB_SWEEP,
-                  cwd=tmp_path / "sweep")
-    assert sweep.returncode == 0, sweep.stderr
-    keys, a = metrics_columns(tmp_path / "single")
-    other_keys, b = metrics_columns(tmp_path / "sweep")
-    assert keys == other_keys
+    a, b = single_run_and_sweep_job(cvlab, tmp_path, single_run_threads=2)
     loss_and_lr = [0, 3]
     np.testing.assert_allclose(a[:, loss_and_lr], b[:, loss_and_lr], rtol=1e-4)
     np.testing.assert_allclose(a[:, 1:3], b[:, 1:3], atol=1 / 50 + 1e-12)
