@@ -99,6 +99,14 @@ def test_a_typo_in_any_group_or_key_fails_with_a_did_you_mean(cvlab, tmp_path, o
 
 
 @pytest.mark.parametrize("override, expected", [
+    ("trainer.epochs=3", "unknown key 'trainer'; valid keys: model, dataset, optimizer"),
+    ("model=resnet", "unknown option model=resnet; valid options: bn_fc, caption_lstm"),
+])
+def test_a_name_with_no_close_match_lists_what_is_valid(cvlab, override, expected):
+    assert expected in one_line(cvlab("train", override))
+
+
+@pytest.mark.parametrize("override, expected", [
     ("seed=-1", "seed=-1 is not allowed: an integer in [0, 2**32)"),
     ("optimizer.learning_rate=inf", "a finite number > 0"),
     ("optimizer.schedule=bogus", "one of none, step, warmup_linear, onecycle"),

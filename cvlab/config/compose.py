@@ -228,9 +228,9 @@ def _missing_option(err: MissingConfigException) -> str:
     group, _, name = str(err.missing_cfg_file).rpartition("/")
     options = [o for o in (err.options or []) if not o.endswith("_schema")]
     guess = difflib.get_close_matches(name, options, n=1)
-    hint = f"; did you mean {group}={guess[0]}?" if guess else ""
+    hint = f" (did you mean {group}={guess[0]}?)" if guess else ""
     where = f"{group}={name}" if group else name
-    return f"unknown option {where}{hint} valid options: {', '.join(sorted(options))}"
+    return f"unknown option {where}{hint}; valid options: {', '.join(sorted(options))}"
 
 
 def _unknown_key(err: OmegaConfBaseException) -> str:
@@ -239,9 +239,9 @@ def _unknown_key(err: OmegaConfBaseException) -> str:
     fields = _fields(err.object_type)
     guess = difflib.get_close_matches(name, fields, n=1)
     prefix = f"{parent}." if parent else ""
-    hint = f"; did you mean {prefix}{guess[0]}?" if guess else ""
+    hint = f" (did you mean {prefix}{guess[0]}?)" if guess else ""
     where = f" in {parent}" if parent else ""
-    return f"unknown key {full_key!r}{hint} valid keys{where}: {', '.join(fields)}"
+    return f"unknown key {full_key!r}{hint}; valid keys{where}: {', '.join(fields)}"
 
 
 def _fields(object_type: Any) -> list[str]:
