@@ -140,16 +140,8 @@ def csv_text(rows: list[TrainRow]) -> str:
     return buffer.getvalue()
 
 
-def run(cfg: BenchConfig, run_dir: Path) -> int:
-    """Time the numpy and PyTorch steps in their own processes; table on screen, rows in
-    run_dir/bench_train.csv, headline numbers in summary.json."""
-    from cvlab import layers
-
-    start = time.perf_counter()
-    threads = int(cfg.threads) if cfg.threads else layer_threads.blas_threads()
-    pairs = pairs_of(cfg.quick)
-    implementation = layers.implementation()
-    load_start = load_average()
+def _print_setup(cfg: BenchConfig, pairs: list, implementation: str, threads: int,
+                 load_start: float) -> None:
     console.print(
         f"training step (forward, backward, Adam), float32, each framework in its own process, "
         f"alternating; fast layers: {implementation}; threads {threads} per framework; "
@@ -161,10 +153,10 @@ def run(cfg: BenchConfig, run_dir: Path) -> int:
     notice = fallback_notice()
     if notice:
         console.print(f"note: {notice}", soft_wrap=True)
-    write_summary(run_dir, status="running", implementation=implementation, threads=threads)
-    result = alternate(cases_of(pairs, cfg.quick), threads, cfg.repeats, cfg.warmup,
-                       min_time_s=0.05 if cfg.quick else 0.25, pause_s=0.01 if cfg.quick else 0.1)
-    timings = result.timings
+
+
+def _rows_of(timings: dict, pairs: list, threads: int, quick: bool) -> list[TrainRow]:
+    """numpy then PyTorch for each pair (the PyTorch row carries the ratio), then ChallengeNet."""
     rows = []
     for pair in pairs:
         numpy_timing = timings[f"{pair.name}|numpy"]
@@ -172,43 +164,69 @@ def run(cfg: BenchConfig, run_dir: Path) -> int:
         rows.append(_row(timings[f"{pair.name}|torch"], pair.shape.batch_size, threads,
                          numpy_timing))
     challenge = next(t for label, t in timings.items() if label.startswith("ChallengeNet"))
-    rows.append(_row(challenge, 8 if cfg.quick else 256, threads))
-    load_end = load_average()
+    rows.append(_row(challenge, 8 if quick else 256, threads))
+    return rows
 
-    wide = Console(width=max(console.width, 140))
-    wide.print(table_of(rows, "cvlab bench train: time per training step, medians of "
-                        "alternating measurements"))
-    headline = rows[1]
-    numpy_rate, torch_rate = rows[0].images_per_s, rows[1].images_per_s
-    ratio = headline.torch_time_over_numpy_time
-    idle = ("n/a" if result.idle_cpu_share is None
-            else f"{100 * result.idle_cpu_share:.1f} % of a core")
-    console.print(
-        f"{pairs[0].name}: numpy {numpy_rate:.0f} images/s, PyTorch {torch_rate:.0f} images/s; "
+
+def _headline(name: str, rows: list[TrainRow], idle_cpu_share: float | None,
+              load_start: float, load_end: float) -> str:
+    ratio = rows[1].torch_time_over_numpy_time
+    idle = "n/a" if idle_cpu_share is None else f"{100 * idle_cpu_share:.1f} % of a core"
+    return (
+        f"{name}: numpy {rows[0].images_per_s:.0f} images/s, PyTorch "
+        f"{rows[1].images_per_s:.0f} images/s; "
         f"numpy speed relative to PyTorch (torch time / numpy time) {ratio:.2f} "
         f"(target >= {TARGET}: {'met' if ratio >= TARGET else 'NOT met'}); CPU used by the "
         f"waiting process during measurements: {idle}; load average {load_start:.1f} at the "
         f"start, {load_end:.1f} at the end (on {os.cpu_count()} CPUs; a load above the CPU "
         f"count means the frameworks shared their cores with other work)")
+
+
+def _metrics(rows: list[TrainRow], idle_cpu_share: float | None) -> dict:
+    numpy_row, torch_row = rows[0], rows[1]
+    return {
+        "numpy_images_per_s": numpy_row.images_per_s,
+        "pytorch_images_per_s": torch_row.images_per_s,
+        "numpy_step_ms": numpy_row.step_ms,
+        "pytorch_step_ms": torch_row.step_ms,
+        "numpy_cpu_ms": numpy_row.cpu_ms,
+        "pytorch_cpu_ms": torch_row.cpu_ms,
+        "torch_time_over_numpy_time": torch_row.torch_time_over_numpy_time,
+        "paired_ratio_min": torch_row.paired_min,
+        "paired_ratio_max": torch_row.paired_max,
+        "idle_process_cpu_share": (None if idle_cpu_share is None
+                                   else round(idle_cpu_share, 4)),
+    }
+
+
+def run(cfg: BenchConfig, run_dir: Path) -> int:
+    """Time the numpy and PyTorch steps in their own processes; table on screen, rows in
+    run_dir/bench_train.csv, headline numbers in summary.json."""
+    from cvlab import layers
+
+    start = time.perf_counter()
+    threads = int(cfg.threads) if cfg.threads else layer_threads.blas_threads()
+    pairs = pairs_of(cfg.quick)
+    implementation = layers.implementation()
+    load_start = load_average()
+    _print_setup(cfg, pairs, implementation, threads, load_start)
+    write_summary(run_dir, status="running", implementation=implementation, threads=threads)
+    result = alternate(cases_of(pairs, cfg.quick), threads, cfg.repeats, cfg.warmup,
+                       min_time_s=0.05 if cfg.quick else 0.25, pause_s=0.01 if cfg.quick else 0.1)
+    rows = _rows_of(result.timings, pairs, threads, cfg.quick)
+    load_end = load_average()
+
+    wide = Console(width=max(console.width, 140))
+    wide.print(table_of(rows, "cvlab bench train: time per training step, medians of "
+                        "alternating measurements"))
+    console.print(_headline(pairs[0].name, rows, result.idle_cpu_share, load_start, load_end))
     csv_path = run_dir / "bench_train.csv"
     atomic_write_text(csv_path, csv_text(rows))
     write_summary(
         run_dir, status="completed", wall_time_s=round(time.perf_counter() - start, 3),
         implementation=implementation, threads=threads, quick=cfg.quick,
         load_average={"start": round(load_start, 2), "end": round(load_end, 2)},
-        metrics={
-            "numpy_images_per_s": numpy_rate,
-            "pytorch_images_per_s": torch_rate,
-            "numpy_step_ms": rows[0].step_ms,
-            "pytorch_step_ms": rows[1].step_ms,
-            "numpy_cpu_ms": rows[0].cpu_ms,
-            "pytorch_cpu_ms": rows[1].cpu_ms,
-            "torch_time_over_numpy_time": ratio,
-            "paired_ratio_min": headline.paired_min,
-            "paired_ratio_max": headline.paired_max,
-            "idle_process_cpu_share": (None if result.idle_cpu_share is None
-                                       else round(result.idle_cpu_share, 4)),
-        },
+        metrics=_metrics(rows, result.idle_cpu_share),
     )
     console.print(f"rows in {csv_path}; summary in {run_dir / 'summary.json'}",
                   soft_wrap=True)
