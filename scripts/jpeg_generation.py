@@ -1,6 +1,6 @@
 """Write a copy of a CIFAR-10 image-folder tree with every image JPEG-encoded once more.
 
-Used to estimate what the JPEG encoding of ../shared/data costs in accuracy: compare a run on
+Used to estimate what the JPEG encoding of CI's CIFAR-10 copy costs in accuracy: compare a run on
 the tree as it is with a run on the re-encoded copy (README, "PyTorch track"). To make the
 second pass as lossy as a first one, each image is reflect-padded by `--shift` pixels before
 encoding (so the 8x8 DCT blocks and the 2x2 chroma cells fall on a new grid) and cropped back

@@ -190,8 +190,8 @@ class LoopResult:
     status: str  # completed | diverged | interrupted
     losses: list[float] = field(default_factory=list)  # every update's loss, this run and before
     first_loss: float | None = None
-    train_time_s: float = 0.0  # loop time minus evaluations and checkpoints, this session
-    updates: int = 0  # updates done in this session
+    train_time_s: float = 0.0  # loop time minus evaluations and checkpoints, in this process
+    updates: int = 0  # updates done in this process (a resumed run counts anew)
     last_metrics: dict[str, float] = field(default_factory=dict)
     best: dict[str, float] = field(default_factory=dict)  # best value of each metric
 
