@@ -36,21 +36,23 @@ GROUP_SCHEMAS = {"dataset": DatasetConfig, "optimizer": OptimizerConfig, "device
                  "logger": LoggerConfig}
 SCHEMA_SUFFIX = "_schema"
 
-_registered = False
+_stored: set[str] = set()  # names already in the ConfigStore
+
+
+def _store(group: str | None, name: str, schema: type) -> None:
+    if name not in _stored:
+        ConfigStore.instance().store(group=group, name=name, node=schema)
+        _stored.add(name)
 
 
 def register_schemas() -> None:
-    """Store every schema in Hydra's ConfigStore (once per process)."""
-    global _registered
-    if _registered:
-        return
+    """Store every schema in Hydra's ConfigStore, each once; a model type registered after an
+    earlier call (its module imported later) is stored by the next call."""
     from cvlab.models.registry import schemas
 
-    store = ConfigStore.instance()
     for command, schema in PRIMARY_SCHEMAS.items():
-        store.store(name=command + SCHEMA_SUFFIX, node=schema)
+        _store(None, command + SCHEMA_SUFFIX, schema)
     for group, schema in GROUP_SCHEMAS.items():
-        store.store(group=group, name=group + SCHEMA_SUFFIX, node=schema)
+        _store(group, group + SCHEMA_SUFFIX, schema)
     for model_type, schema in schemas().items():
-        store.store(group="model", name=model_type + SCHEMA_SUFFIX, node=schema)
-    _registered = True
+        _store("model", model_type + SCHEMA_SUFFIX, schema)

@@ -32,7 +32,9 @@ class ModelSpec:
     name        the config's `model.type`
     family      numpy | torch | captioning | demo: which trainer runs it
     schema      the config dataclass (its fields and defaults are the model's options)
-    build       the builder; its arguments depend on the family (see cvlab.train)
+    build       the builder; its arguments depend on the family (see cvlab.train); numpy:
+                build(cfg, input_shape, num_classes, rng) -> an object with `params` and
+                `loss(X, y=None)`, fed images in cfg.dtype (float64 without that field)
     plot_hooks  extra figures `cvlab plot` draws from the run's weights: "filters"
     without_normalization  the schema instance without its normalization (the sweeps'
                 `baseline=true` runs); None when the model has no normalization to drop

@@ -138,7 +138,8 @@ def prepare(cfg: Any, spec: ModelSpec, model_cfg: Any, announce: Any) -> Prepare
     announce_fallback(announce)
     np.random.seed(cfg.seed)
     rng = np.random.RandomState(cfg.seed)
-    splits, data = load_data(cfg.dataset, model_cfg.dtype, announce)
+    # the images in the model's dtype where its schema has one, else numpy's default
+    splits, data = load_data(cfg.dataset, getattr(model_cfg, "dtype", "float64"), announce)
     input_shape = tuple(int(d) for d in data["X_train"].shape[1:])
     model = spec.build(model_cfg, input_shape, splits.num_classes, rng)
     solver = Solver(

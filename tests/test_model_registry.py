@@ -1,0 +1,104 @@
+"""A new model type is its module and its YAML option, nothing else: written into a folder of
+its own, it trains, plots, evaluates and resumes through `cvlab` like the built-in ones."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+
+import cvlab.models
+from cvlab.models import registry
+
+MODULE = '''
+"""Softmax regression on the flattened image, as a numpy model."""
+from dataclasses import dataclass
+
+import numpy as np
+
+from cvlab.layers import affine_backward, affine_forward, softmax_loss
+from cvlab.models.registry import ModelSpec, register
+
+
+@dataclass
+class SoftmaxRegressionConfig:
+    type: str = "softmax_regression"
+    weight_scale: float = 1e-3
+
+
+class SoftmaxRegression:
+    def __init__(self, input_dim, num_classes, weight_scale, rng):
+        self.params = {"W": weight_scale * rng.randn(input_dim, num_classes),
+                       "b": np.zeros(num_classes)}
+
+    def loss(self, X, y=None):
+        scores, cache = affine_forward(X, self.params["W"], self.params["b"])
+        if y is None:
+            return scores
+        loss, dscores = softmax_loss(scores, y)
+        _, dW, db = affine_backward(dscores, cache)
+        return loss, {"W": dW, "b": db}
+
+
+def build(cfg, input_shape, num_classes, rng):
+    return SoftmaxRegression(int(np.prod(input_shape)), num_classes, cfg.weight_scale, rng)
+
+
+SPEC = register(ModelSpec(name="softmax_regression", family="numpy",
+                          schema=SoftmaxRegressionConfig, build=build))
+'''
+
+YAML = """\
+# model=softmax: softmax regression
+defaults:
+  - softmax_regression_schema
+  - _self_
+"""
+
+TINY = ["dataset=synthetic", "dataset.synthetic_train=300", "dataset.synthetic_test=50",
+        "dataset.num_train=100", "dataset.num_val=50", "dataset.num_test=50", "epochs=2",
+        "batch_size=25", "progress=false"]
+
+
+@pytest.fixture
+def new_model(tmp_path, monkeypatch):
+    """The two files of a new model in tmp_path; its module found as cvlab.models's own (as a
+    file in cvlab/models/ would be), its YAML through Hydra's search path."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "softmax_regression.py").write_text(textwrap.dedent(MODULE))
+    (tmp_path / "configs" / "model").mkdir(parents=True)
+    (tmp_path / "configs" / "model" / "softmax.yaml").write_text(YAML)
+    monkeypatch.setattr(cvlab.models, "__path__", [*cvlab.models.__path__,
+                                                    str(tmp_path / "models")])
+    monkeypatch.setattr(registry, "_SPECS", dict(registry._SPECS))
+    monkeypatch.setattr(registry, "_loaded", False)  # look for model modules again
+    yield [f"hydra.searchpath=[file://{tmp_path / 'configs'}]"]
+    sys.modules.pop("cvlab.models.softmax_regression", None)
+
+
+def test_a_new_model_trains_plots_evaluates_and_resumes(cvlab, tmp_path, new_model):
+    result = cvlab("train", "model=softmax", *new_model, *TINY, "launcher=basic")
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "outputs" / "train").glob("*/*")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["status"], summary["family"], summary["model_type"]) == (
+        "completed", "numpy", "softmax_regression")
+    assert summary["metrics"]["best_val_acc"] > 0.2  # chance is 0.1: it learned
+
+    assert cvlab("plot", f"run={run_dir}").returncode == 0
+    assert (run_dir / "report.md").exists()
+    evaluated = cvlab("eval", f"run={run_dir}")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads((run_dir / "eval.json").read_text())["model_type"] == "softmax_regression"
+
+    resumed = cvlab("train", f"resume={run_dir}", "epochs=3", *new_model)
+    assert resumed.returncode == 0, resumed.stderr
+
+
+def test_a_field_the_new_model_does_not_have_is_refused(cvlab, new_model):
+    result = cvlab("train", "model=softmax", *new_model, "model.hidden_dims=[10]")
+    assert result.returncode == 2
+    assert "unknown key 'model.hidden_dims'" in result.stderr
+    assert "valid keys in model: type, weight_scale" in result.stderr
