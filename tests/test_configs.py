@@ -226,3 +226,13 @@ complete_line "cvlab data "
                             cwd=tmp_path, timeout=120)
     assert result.stdout.splitlines() == ["train", "model=bn_fc", "model.weight_scale=",
                                           "info fetch"], result.stderr
+
+
+def test_a_quoted_worker_traceback_folds_to_its_message_and_last_line():
+    from cvlab.config.compose import one_line
+
+    err = RuntimeError('A task has failed to un-serialize.\n"""\nTraceback (most recent call '
+                       'last):\n  File "x.py", line 1, in get\n    return loads(res)\n'
+                       "ModuleNotFoundError: No module named 'cvlab.models.mine'\n\"\"\"")
+    assert one_line(err) == ("A task has failed to un-serialize.; ModuleNotFoundError: No module "
+                             "named 'cvlab.models.mine'")

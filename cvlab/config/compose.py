@@ -280,9 +280,12 @@ def one_line(err: BaseException) -> str:
     cause = err.__cause__
     if cause is not None and str(cause) and str(cause) not in text:
         text += "\n" + str(cause)
-    parts = [line.strip() for line in text.splitlines() if line.strip()]
+    parts = [line.strip() for line in text.splitlines() if line.strip(' \t"')]
     parts = [p for p in parts if not p.startswith(("full_key:", "object_type", "reference_type",
                                                    "Config search path"))]
+    if "Traceback (most recent call last):" in parts:  # a worker's traceback, quoted: its
+        start = parts.index("Traceback (most recent call last):")  # last line says what failed
+        parts = [*parts[:start], parts[-1]]
     return "; ".join(parts)
 
 
