@@ -350,6 +350,25 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(dirs, key=lambda p: int(p.name))
 
 
+SWEEP_PLAN = "sweep_plan.json"
+
+
+def write_sweep_plan(sweep_dir: Path, jobs: Sequence[Sequence[str]]) -> None:
+    """Record the overrides of every job a sweep is about to run (before the first starts), so
+    that a sweep stopped early still lists the jobs it never started."""
+    plan = [{"job": number, "overrides": list(job)} for number, job in enumerate(jobs)]
+    atomic_write_text(Path(sweep_dir) / SWEEP_PLAN, to_json(plan))
+
+
+def read_sweep_plan(sweep_dir: Path) -> dict[int, list[str]]:
+    """Job number -> overrides from the sweep's plan; {} when there is none or it is not one."""
+    try:
+        entries = json.loads((Path(sweep_dir) / SWEEP_PLAN).read_text())
+        return {int(e["job"]): [str(o) for o in e["overrides"]] for e in entries}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
+
+
 def close_interrupted_jobs(sweep_dir: Path) -> list[int]:
     """After a sweep was interrupted: mark its jobs still `running` (their worker was stopped
     before it could say so) or without a summary (stopped while starting) as `interrupted`,
@@ -372,11 +391,14 @@ def close_interrupted_jobs(sweep_dir: Path) -> list[int]:
 def sweep_rows(sweep_dir: Path, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """One row per job: job, status, overrides, metrics, settings, dataset, wall time, error.
 
-    A job folder without a summary (killed before it wrote one) is reported as failed.
+    A job folder without a summary (killed before it wrote one) is reported as failed; a
+    planned job without a folder (the sweep stopped before it) as `not_started`.
     """
     wanted = set(keys) if keys is not None else None
     rows = []
+    planned = read_sweep_plan(sweep_dir)
     for job in job_dirs(sweep_dir):
+        planned.pop(int(job.name), None)
         summary = read_summary(job) or RunSummary(status="failed", error="no summary.json")
         row: dict[str, Any] = {"job": int(job.name), "status": summary.status}
         if summary.overrides:
@@ -388,7 +410,9 @@ def sweep_rows(sweep_dir: Path, keys: Iterable[str] | None = None) -> list[dict[
             if getattr(summary, key) is not None:
                 row[key] = getattr(summary, key)
         rows.append(row)
-    return rows
+    rows += [{"job": number, "status": "not_started", "overrides": " ".join(overrides)}
+             for number, overrides in planned.items()]
+    return sorted(rows, key=lambda row: row["job"])
 
 
 def summarize_sweep(sweep_dir: Path, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:

@@ -92,8 +92,12 @@ def test_an_interrupted_parallel_sweep_records_every_job_and_its_summary(tmp_pat
     assert "sweep summary in" in one_line(stderr)
     (summary_path,) = (tmp_path / "outputs").rglob("sweep_summary.json")
     rows = json.loads(summary_path.read_text())
-    assert rows and all(row["status"] in ("interrupted", "completed") for row in rows)
+    # every planned job (3 scales x baseline or not) is listed: those that ran, and those the
+    # sweep never started (joblib runs one job per core: on 2 cores four wait)
+    assert [row["job"] for row in rows] == list(range(6))
+    assert all(row["status"] in ("interrupted", "completed", "not_started") for row in rows)
     assert any(row["status"] == "interrupted" for row in rows)
+    assert all("model.weight_scale=" in row["overrides"] for row in rows)
     assert not list((tmp_path / "outputs").rglob("*.tmp"))
 
 

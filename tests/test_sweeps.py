@@ -32,8 +32,14 @@ def test_weight_scale_sweep_with_a_diverging_and_a_failing_job(cvlab, tmp_path):
     folder = sweep_dir(tmp_path)
     rows = json.loads((folder / "sweep_summary.json").read_text())
     assert len(rows) == 8
+    # the plan written before the first job started names each job as Hydra numbered it
+    plan = json.loads((folder / "sweep_plan.json").read_text())
+    planned = {entry["job"]: dict(item.split("=", 1) for item in entry["overrides"])
+               for entry in plan}
     for row in rows:
         values = dict(item.lstrip("+").split("=", 1) for item in row["overrides"].split())
+        for key in ("model.weight_scale", "baseline", "dataset.num_train"):
+            assert planned[row["job"]][key] == values[key], (row, planned[row["job"]])
         scale, baseline = float(values["model.weight_scale"]), values["baseline"] == "True"
         if values["dataset.num_train"] == "5000":
             assert row["status"] == "failed" and "num_train" in row["error"]

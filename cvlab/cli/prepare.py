@@ -66,6 +66,10 @@ def prepare(name: str, args: list[str]) -> tuple[list[str], Path | None]:
 
         check_resume_config(plan.jobs[0][1], Path(plan.jobs[0][1].resume))
     run_dir, extra = create_output_folder(name, plan.base, args, plan.multirun)
+    if plan.multirun and not plan.sampling:
+        from cvlab.runs import write_sweep_plan
+
+        write_sweep_plan(run_dir, [job for job, _ in plan.jobs])
     return [*args, *extra], run_dir
 
 
@@ -159,10 +163,11 @@ def create_output_folder(name: str, cfg: Any, args: list[str],
 def finish_interrupted(name: str, run_dir: Path | None, err: BaseException) -> int:
     """SIGINT / SIGTERM reached this process during a run or sweep: record, one line."""
     from cvlab.cli import fail
-    from cvlab.runs import close_interrupted_jobs, job_dirs, summarize_sweep
+    from cvlab.runs import SWEEP_PLAN, close_interrupted_jobs, job_dirs, summarize_sweep
 
     code = getattr(err, "exit_code", 130)
-    if run_dir is not None and run_dir.is_dir() and job_dirs(run_dir):
+    if run_dir is not None and run_dir.is_dir() and (job_dirs(run_dir)
+                                                     or (run_dir / SWEEP_PLAN).is_file()):
         close_interrupted_jobs(run_dir)
         rows = summarize_sweep(run_dir)
         counts = ", ".join(f"{sum(r['status'] == s for r in rows)} {s}" for s in

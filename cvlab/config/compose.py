@@ -46,6 +46,7 @@ class Plan:
     base: DictConfig
     multirun: bool
     jobs: list[tuple[list[str], Any]] = field(default_factory=list)
+    sampling: bool = False  # the jobs are points checked for a sampling sweeper, not its runs
 
 
 @contextlib.contextmanager
@@ -76,7 +77,7 @@ def _plan(hydra: Any, command: str, overrides: list[str], multirun: bool) -> Pla
     if not multirun:
         cfg = _compose(hydra, command, overrides, RunMode.RUN)
         return Plan(cfg, False, [(overrides, _typed(command, cfg, None))])
-    plan = Plan(base, True)
+    plan = Plan(base, True, sampling=samples_its_points(base))
     jobs = job_overrides(base, overrides)
     composed: dict[tuple[str, ...], DictConfig] = {}
     for number, job in enumerate(jobs):
@@ -92,6 +93,11 @@ def compose(command: str, overrides: list[str]) -> DictConfig:
         return _compose(hydra, command, overrides, RunMode.RUN)
 
 
+def samples_its_points(base: DictConfig) -> bool:
+    """Whether the sweeper draws its points while it runs (Optuna) instead of listing them."""
+    return "BasicSweeper" not in str(OmegaConf.select(base, "hydra.sweeper._target_"))
+
+
 def job_overrides(base: DictConfig, overrides: list[str]) -> list[list[str]]:
     """The override list of every job the sweep will run (or, for a sampling sweeper, the
     points to check)."""
@@ -102,8 +108,7 @@ def job_overrides(base: DictConfig, overrides: list[str]) -> list[list[str]]:
         parsed = parser.parse_overrides([*params, *overrides])
     except HydraException as err:
         raise UserError(f"cannot read the sweep: {one_line(err)}") from None
-    sampling = "BasicSweeper" not in str(OmegaConf.select(base, "hydra.sweeper._target_"))
-    if sampling:
+    if samples_its_points(base):
         return _check_points(parsed)
     values = {}
     for override in parsed:
