@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import make_run
 
 TINY = ["dataset=synthetic", "dataset.synthetic_train=300", "dataset.synthetic_test=50",
         "dataset.num_train=100", "dataset.num_val=50", "dataset.num_test=50"]
@@ -83,3 +84,12 @@ def test_tensorboard_logger_writes_scalars_filters_and_captions(trained):
     events, found = tags(trained("captioning", "logger=tensorboard"))
     assert {"bleu/val_bleu4", "bleu/train_bleu1"} <= set(found["scalars"])
     assert any(tag.startswith("captions/val") for tag in found["tensors"])
+
+
+def test_a_failed_eval_leaves_the_run_in_its_folder_alone(cvlab, tmp_path):
+    # eval (like plot and data) works in the current folder; a mistake must not write there
+    run_dir = make_run(tmp_path / "run")
+    before = (run_dir / "summary.json").read_bytes()
+    result = cvlab("eval", "run=/nonexistent", cwd=run_dir)
+    assert result.returncode == 2
+    assert (run_dir / "summary.json").read_bytes() == before

@@ -241,29 +241,33 @@ def execute(name: str, cfg: Any, run_dir: Path, overrides: list[str],
             code = module.main(config, run_dir, overrides) if name == "train" \
                 else module.main(config, run_dir)
     except Interrupted as err:
-        _close(run_dir, status="interrupted", error=f"interrupted by {err}", overrides=overrides)
+        _close(name, run_dir, status="interrupted", error=f"interrupted by {err}",
+               overrides=overrides)
         if multirun:
             raise  # the sweep stops; cvlab.cli.prepare.finish_interrupted records it
         return fail(f"cvlab {name}: interrupted ({err}); results so far are in {run_dir}",
                     err.exit_code), None
     except UserError as err:
-        _close(run_dir, status="failed", error=str(err), overrides=overrides)
+        _close(name, run_dir, status="failed", error=str(err), overrides=overrides)
         return fail(f"cvlab {name}: {err}"), None
     except OSError as err:  # a full disk, a folder that cannot be written
-        _close(run_dir, status="failed", error=str(err), overrides=overrides)
+        _close(name, run_dir, status="failed", error=str(err), overrides=overrides)
         return fail(f"cvlab {name}: {err} (run folder {run_dir})", 1), None
     except Exception as err:  # a bug, not a user mistake: keep the traceback in the run's log
         trace = "".join(traceback.format_exception(err))
         log.debug(trace)
         with contextlib.suppress(OSError), (run_dir / "error.log").open("a") as f:
             f.write(trace)
-        _close(run_dir, status="failed", error=f"{type(err).__name__}: {err}",
+        _close(name, run_dir, status="failed", error=f"{type(err).__name__}: {err}",
                overrides=overrides)
         return fail(f"cvlab {name}: {type(err).__name__}: {err} "
                     f"(traceback in {run_dir / 'error.log'})", 1), None
-    if multirun:
-        _say_job_done(name, run_dir)
-    return int(code or 0), _objective(name, config, run_dir)
+    from cvlab.runs import read_summary
+
+    summary = read_summary(run_dir) if COMMANDS[name].run_folder else None
+    if multirun and summary is not None:
+        _say_job_done(name, run_dir, summary)
+    return int(code or 0), _objective(name, config, summary)
 
 
 def _console_warnings_only() -> None:
@@ -273,33 +277,28 @@ def _console_warnings_only() -> None:
             handler.setLevel(logging.WARNING)
 
 
-def _say_job_done(name: str, run_dir: Path) -> None:
-    from cvlab.runs import read_summary
+def _say_job_done(name: str, run_dir: Path, summary: Any) -> None:
     from cvlab.train.run import done_line
 
-    summary = read_summary(run_dir)
-    if summary is not None:
-        print(f"cvlab {name}: job {run_dir.name}: {done_line(summary, run_dir)}", flush=True)
+    print(f"cvlab {name}: job {run_dir.name}: {done_line(summary, run_dir)}", flush=True)
 
 
-def _objective(name: str, config: Any, run_dir: Path) -> float | None:
+def _objective(name: str, config: Any, summary: Any) -> float | None:
     """The run's `objective` metric (NaN when the run has none: a sweeper counts it failed)."""
-    from cvlab.runs import read_summary
-
     if name != "train":
         return None
-    summary = read_summary(run_dir)
     value = summary.metric(config.objective) if summary is not None else None
     return float("nan") if value is None else value
 
 
-def _close(run_dir: Path, **fields: Any) -> None:
+def _close(name: str, run_dir: Path, **fields: Any) -> None:
     """Record how a run ended in its summary.json, keeping a final status already written
-    (an interrupted training run records itself); never raises."""
+    (an interrupted training run records itself); never raises. A command without a run
+    folder runs in the current directory, which is not its to write."""
     from cvlab.runs import read_summary, write_summary
 
-    if not (run_dir / "config.yaml").is_file() and not (run_dir / "summary.json").is_file():
-        return  # a command without a run folder
+    if not COMMANDS[name].run_folder:
+        return
     summary = read_summary(run_dir)
     if summary is not None and summary.status != "running" and "status" in fields:
         fields.pop("status")
