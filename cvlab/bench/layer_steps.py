@@ -4,11 +4,10 @@ torch). Arguments are JSON-able: dtype names, shapes as lists, parameter dicts."
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from cvlab.bench.steps import Step
+from cvlab.layers._validate import conv_output_shape, pool_output_shape
 
 
 def _arrays(dtype: str, seed: int, *shapes: list[int]) -> list[np.ndarray]:
@@ -17,16 +16,13 @@ def _arrays(dtype: str, seed: int, *shapes: list[int]) -> list[np.ndarray]:
 
 
 def _conv_out_shape(x_shape: list[int], w_shape: list[int], conv: dict) -> list[int]:
-    N, _, H, W = x_shape
-    F, _, HH, WW = w_shape
-    stride, pad = conv["stride"], conv["pad"]
-    return [N, F, 1 + (H + 2 * pad - HH) // stride, 1 + (W + 2 * pad - WW) // stride]
+    *_, N, F, H_out, W_out = conv_output_shape(np.empty(x_shape), np.empty(w_shape), None, conv)
+    return [N, F, H_out, W_out]
 
 
 def _pool_out_shape(x_shape: list[int], pool: dict) -> list[int]:
-    N, C, H, W = x_shape
-    return [N, C, 1 + (H - pool["pool_height"]) // pool["stride"],
-            1 + (W - pool["pool_width"]) // pool["stride"]]
+    *_, H_out, W_out = pool_output_shape(np.empty(x_shape), pool)
+    return [*x_shape[:2], H_out, W_out]
 
 
 def fast_conv(dtype: str, x_shape: list[int], w_shape: list[int], conv: dict, what: str,
@@ -149,15 +145,3 @@ def torch_conv_relu_pool(dtype: str, x_shape: list[int], w_shape: list[int], con
         tf.max_pool2d(torch.relu(a), kernel, stride).backward(dout)
 
     return forward_backward
-
-
-def kwargs_of(**kwargs: Any) -> dict[str, Any]:
-    """JSON-able keyword arguments (tuples to lists, numpy dtypes to names)."""
-    def plain(value: Any) -> Any:
-        if isinstance(value, tuple):
-            return [plain(v) for v in value]
-        if isinstance(value, type) and issubclass(value, np.generic):
-            return np.dtype(value).name
-        return value
-
-    return {key: plain(value) for key, value in kwargs.items()}

@@ -32,7 +32,6 @@ from rich.table import Table
 from cvlab import layers as L
 from cvlab.bench import load_average, median_times
 from cvlab.bench.isolated import Case, alternate
-from cvlab.bench.layer_steps import kwargs_of
 from cvlab.config.commands import BenchConfig
 from cvlab.layers import threads as layer_threads
 from cvlab.layers.fast import fallback_notice
@@ -194,9 +193,9 @@ def torch_comparisons(shapes: Shapes) -> list[TorchComparison]:
     pool_shape = _shape_text(shapes.cnn_pool_x, None, POOL)
     comparisons = []
     for dtype, conv_bound in (("float32", 1 / 1.5), ("float64", 1.0)):
-        conv = kwargs_of(dtype=dtype, x_shape=shapes.cnn_conv_x, w_shape=shapes.cnn_conv_w,
-                         conv=CNN_CONV)
-        pool = kwargs_of(dtype=dtype, x_shape=shapes.cnn_pool_x, pool=POOL)
+        conv = dict(dtype=dtype, x_shape=shapes.cnn_conv_x, w_shape=shapes.cnn_conv_w,
+                    conv=CNN_CONV)
+        pool = dict(dtype=dtype, x_shape=shapes.cnn_pool_x, pool=POOL)
         comparisons += [
             TorchComparison("conv forward torch/fast [cnn]", conv_shape, dtype, "fast_conv",
                             "torch_conv", {**conv, "what": "forward"}),
@@ -210,8 +209,8 @@ def torch_comparisons(shapes: Shapes) -> list[TorchComparison]:
     comparisons.append(TorchComparison(
         "conv-relu-pool fwd+bwd, no dx, torch/fused [cnn]", conv_shape + " pool 2x2", "float32",
         "fast_conv_relu_pool", "torch_conv_relu_pool",
-        kwargs_of(dtype="float32", x_shape=shapes.cnn_conv_x, w_shape=shapes.cnn_conv_w,
-                  conv=CNN_CONV, pool=POOL)))
+        dict(dtype="float32", x_shape=shapes.cnn_conv_x, w_shape=shapes.cnn_conv_w,
+             conv=CNN_CONV, pool=POOL)))
     return comparisons
 
 

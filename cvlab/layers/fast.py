@@ -197,13 +197,12 @@ class ConvGeometry:
 
 
 def conv_geometry(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, conv_param: dict,
-                  itemsize: int, chunk: int | None = None) -> ConvGeometry:
+                  itemsize: int) -> ConvGeometry:
     """Validate a convolution (ValueError naming the shapes) and describe it."""
     stride, pad, N, F, H_out, W_out = conv_output_shape(x, w, b, conv_param)
     _, C, H, W = x.shape
     _, _, HH, WW = w.shape
-    if chunk is None:
-        chunk = max(1, min(N, CHUNK_BYTES // max(1, C * HH * WW * H_out * W_out * itemsize)))
+    chunk = max(1, min(N, CHUNK_BYTES // max(1, C * HH * WW * H_out * W_out * itemsize)))
     return ConvGeometry(N, C, H, W, F, HH, WW, stride, pad, H_out, W_out, chunk)
 
 
@@ -215,11 +214,11 @@ def im2col_block(kernels: SimpleNamespace, x: np.ndarray, g: ConvGeometry, start
                           out=cols)
 
 
-def for_each_block(g: ConvGeometry, work, parallel: bool = True) -> None:
+def for_each_block(g: ConvGeometry, work) -> None:
     """work(i, start, stop) for every block i of images, split between the policy's threads
     when the convolution is large enough."""
     blocks = g.blocks
-    if parallel and g.macs >= PARALLEL_MIN_MACS:
+    if g.macs >= PARALLEL_MIN_MACS:
         threads.for_each(len(blocks), lambda i: work(i, *blocks[i]))
     else:
         for i, (start, stop) in enumerate(blocks):
