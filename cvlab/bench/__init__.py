@@ -9,11 +9,29 @@ its own process (cvlab.bench.isolated).
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
 import statistics
 import time
 from collections.abc import Callable
+
+
+def csv_text(records: list[dict]) -> str:
+    """The records as CSV text, columns in the first record's key order."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return buffer.getvalue()
+
+
+def thread_count(configured: int | None) -> int:
+    """The bench's `threads` setting, or the number numpy's BLAS has now when it is unset."""
+    from cvlab.layers import threads
+
+    return int(configured) if configured else threads.blas_threads()
 
 
 def load_average() -> float:

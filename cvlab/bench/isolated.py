@@ -128,13 +128,17 @@ class Timing:
 
     label: str
     framework: str
-    seconds: list[float]
-    cores: list[float]
+    seconds: list[float] = field(default_factory=list)
     cpu_seconds: list[float] = field(default_factory=list)
 
     @property
     def median_s(self) -> float:
         return statistics.median(self.seconds)
+
+    @property
+    def cores(self) -> list[float]:
+        return [cpu / wall if wall > 0 else 0.0 for wall, cpu in zip(self.seconds,
+                                                                     self.cpu_seconds)]
 
 
 @dataclass
@@ -155,7 +159,7 @@ def alternate(cases: list[Case], threads: int, repeats: int, warmup: int,
             once = processes[case.framework].setup(case.label, case.builder, case.kwargs,
                                                    warmup)
             calls[case.label] = max(1, math.ceil(min_time_s / max(once, 1e-9)))
-        timings = {case.label: Timing(case.label, case.framework, [], []) for case in cases}
+        timings = {case.label: Timing(case.label, case.framework) for case in cases}
         idle_cpu, measured_wall = 0.0, 0.0
         for round_ in range(repeats):
             for case in cases if round_ % 2 == 0 else cases[::-1]:
@@ -171,7 +175,6 @@ def alternate(cases: list[Case], threads: int, repeats: int, warmup: int,
                 else:
                     idle_cpu += sum(a - b for a, b in zip(after, before))
                 timings[case.label].seconds.append(seconds)
-                timings[case.label].cores.append(cpu / seconds if seconds > 0 else 0.0)
                 timings[case.label].cpu_seconds.append(cpu)
     finally:
         for process in processes.values():

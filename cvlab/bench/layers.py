@@ -14,8 +14,6 @@ grows linearly with the batch). `quick=true` shrinks everything.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import platform
@@ -30,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cvlab import layers as L
-from cvlab.bench import load_average, median_times
+from cvlab.bench import csv_text, load_average, median_times, thread_count
 from cvlab.bench.isolated import Case, alternate
 from cvlab.config.commands import BenchConfig
 from cvlab.layers import threads as layer_threads
@@ -254,21 +252,12 @@ def shapes_legend(rows: list[Comparison]) -> str:
     return "shapes:\n" + "\n".join(seen)
 
 
-def csv_text(rows: list[Comparison]) -> str:
-    records = [row.row() for row in rows]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(records)
-    return buffer.getvalue()
-
-
 def run(cfg: BenchConfig, run_dir: Path) -> int:
     """Run every layer benchmark; table on screen, rows in run_dir/bench_layers.csv."""
     start = time.perf_counter()
     shapes = QUICK_SHAPES if cfg.quick else Shapes()
     implementation = L.implementation()
-    threads = int(cfg.threads) if cfg.threads else layer_threads.blas_threads()
+    threads = thread_count(cfg.threads)
     bench = Bench(cfg.repeats, cfg.warmup)
     rng = np.random.RandomState(0)
     load_start = load_average()
@@ -300,7 +289,7 @@ def run(cfg: BenchConfig, run_dir: Path) -> int:
     wide.print(table_of(rows, f"cvlab bench layers ({implementation}): medians; reference / "
                         "candidate = the candidate's speed relative to the reference"))
     csv_path = run_dir / "bench_layers.csv"
-    atomic_write_text(csv_path, csv_text(rows))
+    atomic_write_text(csv_path, csv_text([row.row() for row in rows]))
     with_target = [row for row in rows if row.target]
     met = sum(row.met == "yes" for row in with_target)
     load_end = load_average()

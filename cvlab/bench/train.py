@@ -17,8 +17,6 @@ summary.json.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import platform
@@ -31,11 +29,10 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from cvlab.bench import load_average
+from cvlab.bench import csv_text, load_average, thread_count
 from cvlab.bench.isolated import Case, Timing, alternate
 from cvlab.bench.steps import COURSE_SHAPE, ONE_EPOCH_SHAPE, QUICK_SHAPE, NetShape
 from cvlab.config.commands import BenchConfig
-from cvlab.layers import threads as layer_threads
 from cvlab.layers.fast import fallback_notice
 from cvlab.progress import console
 from cvlab.runs import atomic_write_text, write_summary
@@ -81,6 +78,11 @@ def pairs_of(quick: bool) -> list[Pair]:
             Pair("ThreeLayerConvNet cnn_one_epoch", ONE_EPOCH_SHAPE)]
 
 
+def challenge_size(quick: bool) -> tuple[list[int], int]:
+    """ChallengeNet's widths and batch size in this bench."""
+    return ([4, 8, 8], 8) if quick else ([32, 64, 128], 256)
+
+
 def cases_of(pairs: list[Pair], quick: bool) -> list[Case]:
     cases = []
     for pair in pairs:
@@ -88,7 +90,7 @@ def cases_of(pairs: list[Pair], quick: bool) -> list[Case]:
                        pair.shape.kwargs()),
                   Case(f"{pair.name}|torch", "torch", f"{STEPS}:torch_train_step",
                        pair.shape.kwargs())]
-    widths, batch = ([4, 8, 8], 8) if quick else ([32, 64, 128], 256)
+    widths, batch = challenge_size(quick)
     cases.append(Case(f"ChallengeNet {'/'.join(map(str, widths))}|torch", "torch",
                       f"{STEPS}:challenge_train_step",
                       {"widths": widths, "batch_size": batch}))
@@ -132,14 +134,6 @@ def table_of(rows: list[TrainRow], title: str) -> Table:
     return table
 
 
-def csv_text(rows: list[TrainRow]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(asdict(rows[0])), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(asdict(row) for row in rows)
-    return buffer.getvalue()
-
-
 def _print_setup(cfg: BenchConfig, pairs: list, implementation: str, threads: int,
                  load_start: float) -> None:
     console.print(
@@ -164,7 +158,7 @@ def _rows_of(timings: dict, pairs: list, threads: int, quick: bool) -> list[Trai
         rows.append(_row(timings[f"{pair.name}|torch"], pair.shape.batch_size, threads,
                          numpy_timing))
     challenge = next(t for label, t in timings.items() if label.startswith("ChallengeNet"))
-    rows.append(_row(challenge, 8 if quick else 256, threads))
+    rows.append(_row(challenge, challenge_size(quick)[1], threads))
     return rows
 
 
@@ -205,7 +199,7 @@ def run(cfg: BenchConfig, run_dir: Path) -> int:
     from cvlab import layers
 
     start = time.perf_counter()
-    threads = int(cfg.threads) if cfg.threads else layer_threads.blas_threads()
+    threads = thread_count(cfg.threads)
     pairs = pairs_of(cfg.quick)
     implementation = layers.implementation()
     load_start = load_average()
@@ -221,7 +215,7 @@ def run(cfg: BenchConfig, run_dir: Path) -> int:
                         "alternating measurements"))
     console.print(_headline(pairs[0].name, rows, result.idle_cpu_share, load_start, load_end))
     csv_path = run_dir / "bench_train.csv"
-    atomic_write_text(csv_path, csv_text(rows))
+    atomic_write_text(csv_path, csv_text([asdict(row) for row in rows]))
     write_summary(
         run_dir, status="completed", wall_time_s=round(time.perf_counter() - start, 3),
         implementation=implementation, threads=threads, quick=cfg.quick,
