@@ -15,15 +15,12 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import re
 import sys
 import time
 
 import numpy as np
 
 from cvlab.checks import check_names, get_check
-
-KINKS = re.compile(r" \((\d+) of \d+ at kinks, skipped\)")
 
 
 def main() -> int:
@@ -40,9 +37,7 @@ def main() -> int:
         check = get_check(name)
         for seed in range(first, last):
             for row in check(np.random.RandomState(seed)):
-                match = KINKS.search(row.what)
-                what = KINKS.sub("", row.what)
-                entry = worst.setdefault((name, what), {
+                entry = worst.setdefault((name, row.what), {
                     "metric": row.metric, "margin": math.inf, "error": 0.0, "seed": seed,
                     "tolerance": row.tolerance, "rel_error": 0.0, "kinked": 0, "failed": 0})
                 margin = row.tolerance / row.error if row.error > 0 else math.inf
@@ -52,7 +47,7 @@ def main() -> int:
                                  tolerance=row.tolerance)
                 if not math.isnan(row.rel_error):
                     entry["rel_error"] = max(entry["rel_error"], row.rel_error)
-                entry["kinked"] += int(match.group(1)) if match else 0
+                entry["kinked"] += row.kinked
                 entry["failed"] += not row.passed
     columns = ["check", "row", "metric", "worst", "seed", "tolerance", "margin", "course_rel",
                "kinked", "failed"]

@@ -39,17 +39,27 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 @dataclass(frozen=True)
 class CheckRow:
     """One compared quantity: `what` (an input or parameter, e.g. dx, dW1), the error named by
-    `metric` (rel, norm or abs), its bound, and the course's max-over-entries relative error."""
+    `metric` (rel, norm or abs), its bound, the course's max-over-entries relative error, and
+    how many of its `entries` were left out at kinks."""
 
     what: str
     error: float
     tolerance: float
     metric: str = "rel"
     rel_error: float = field(default=math.nan)
+    kinked: int = 0
+    entries: int = 0
 
     @property
     def passed(self) -> bool:
         return bool(self.error <= self.tolerance)
+
+    @property
+    def label(self) -> str:
+        """`what`, with the entries left out at kinks when there were any."""
+        if not self.kinked:
+            return self.what
+        return f"{self.what} ({self.kinked} of {self.entries} at kinks, skipped)"
 
 
 # Tolerances (docs/gradcheck.md derives them from the error model in cvlab.gradcheck and lists
@@ -72,18 +82,17 @@ def compare_gradients(what: str, analytic: np.ndarray, numeric: np.ndarray, tole
     """The row comparing an analytic gradient (or result) with a reference by `metric`.
 
     Entries marked in `kinked` (a kink of the function within the numeric step; see
-    cvlab.gradcheck.numerical_gradient_off_kinks) are left out and counted in the row's name;
+    cvlab.gradcheck.numerical_gradient_off_kinks) are left out and counted in the row;
     a row with more than MAX_KINKED_FRACTION of its entries left out fails.
     """
     analytic, numeric = np.asarray(analytic, dtype=np.float64), np.asarray(numeric, np.float64)
-    if kinked is not None and kinked.any():
-        skipped = int(kinked.sum())
-        what = f"{what} ({skipped} of {kinked.size} at kinks, skipped)"
+    skipped = 0 if kinked is None else int(kinked.sum())
+    if skipped:
         if skipped > MAX_KINKED_FRACTION * kinked.size:
-            return CheckRow(what, math.inf, tolerance, metric, math.nan)
+            return CheckRow(what, math.inf, tolerance, metric, math.nan, skipped, kinked.size)
         analytic, numeric = analytic[~kinked], numeric[~kinked]
     return CheckRow(what, METRICS[metric](analytic, numeric), tolerance, metric,
-                    rel_error(analytic, numeric))
+                    rel_error(analytic, numeric), skipped, analytic.size + skipped)
 
 
 Check = Callable[[np.random.RandomState], list[CheckRow]]

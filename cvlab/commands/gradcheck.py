@@ -59,7 +59,7 @@ def table_of(name: str, rows: list[CheckRow], seconds: float) -> Table:
     table.add_column("result")
     for row in rows:
         result = "[green]PASS[/green]" if row.passed else "[bold red]FAIL[/bold red]"
-        table.add_row(row.what, f"{row.rel_error:.2e}", row.metric, f"{row.error:.2e}",
+        table.add_row(row.label, f"{row.rel_error:.2e}", row.metric, f"{row.error:.2e}",
                       f"{row.tolerance:.0e}", result)
     return table
 
@@ -79,7 +79,7 @@ def main(cfg: GradcheckConfig, run_dir: Path) -> int:
             seconds = time.perf_counter() - check_start
             console.print(table_of(name, rows, seconds))
             for row in rows:
-                writer.writerow([name, row.what, row.metric, repr(float(row.error)),
+                writer.writerow([name, row.label, row.metric, repr(float(row.error)),
                                  row.tolerance, row.passed, repr(float(row.rel_error))])
             f.flush()
             failures = [row for row in rows if not row.passed]
