@@ -21,6 +21,11 @@ from cvlab.layers._validate import pool_output_shape
 MAX_WINDOW = 256  # argmax offsets are stored as uint8
 
 
+def fused_kernels_fit(pool_param: dict) -> bool:
+    """Whether the fused kernels handle this pool window (at most MAX_WINDOW positions)."""
+    return pool_param.get("pool_height", 2) * pool_param.get("pool_width", 2) <= MAX_WINDOW
+
+
 def conv_relu_pool_forward_fused(x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_param: dict,
                                  pool_param: dict) -> tuple[np.ndarray, tuple]:
     """conv (x (N, C, H, W), w (F, C, HH, WW), b (F,)) - relu - max pool ->
@@ -29,7 +34,7 @@ def conv_relu_pool_forward_fused(x: np.ndarray, w: np.ndarray, b: np.ndarray, co
     g = fast.conv_geometry(x, w, b, conv_param, dtype.itemsize)
     pool_height, pool_width, pool_stride, H_pool, W_pool = pool_output_shape(
         np.empty((0, 0, g.H_out, g.W_out)), pool_param)
-    if pool_height * pool_width > MAX_WINDOW:
+    if not fused_kernels_fit(pool_param):
         raise ValueError(f"the fused conv-relu-pool handles pool windows of at most {MAX_WINDOW} "
                          f"positions, got {pool_height}x{pool_width}")
     kernels = fast.kernels()
@@ -62,26 +67,16 @@ def conv_relu_pool_backward_fused(dout: np.ndarray, cache: tuple, compute_dx: bo
     g = fast.conv_geometry(x, w, b, conv_param, dtype.itemsize)
     kernels = fast.kernels()
     dout = fast._float_array(dout, dtype)
-    w_rows_t = fast._float_array(w, dtype).reshape(g.F, -1).T
-    dx = np.empty((g.N, g.C, g.H, g.W), dtype=dtype) if compute_dx else None
-    blocks = g.blocks
-    dw_parts = np.empty((len(blocks), g.K, g.F), dtype=dtype)
     db_parts = np.empty((g.N, g.F), dtype=np.float64)
 
-    def work(i: int, start: int, stop: int) -> None:
-        count = stop - start
-        drows = fast.scratch("dout_rows", (g.F, count * g.P), dtype)
+    def routed_rows(start: int, stop: int) -> np.ndarray:
+        """The block's pooled gradient routed through pool and relu, as (F, n * H' * W') rows."""
+        rows = fast.scratch("dout_rows", (g.F, (stop - start) * g.P), dtype)
         kernels.relu_pool_backward(dout[start:stop], pooled[start:stop], argmax[start:stop],
-                                   g.W_out, pool_height, pool_width, pool_stride, drows,
+                                   g.W_out, pool_height, pool_width, pool_stride, rows,
                                    db_parts[start:stop])
-        cols = fast.im2col_block(kernels, x, g, start, stop)
-        np.matmul(cols, drows.T, out=dw_parts[i])
-        if dx is not None:
-            dcols = np.matmul(w_rows_t, drows, out=fast.scratch("dcols", cols.shape, dtype))
-            kernels.col2im(dcols, count, g.C, g.H, g.W, g.HH, g.WW, g.pad, g.stride, g.H_out,
-                           g.W_out, out=dx[start:stop])
+        return rows
 
-    fast.for_each_block(g, work)
-    dw = dw_parts[0] if len(blocks) == 1 else dw_parts.sum(axis=0)
+    dx, dw = fast.conv_backward_blocks(g, x, w, routed_rows, compute_dx)
     db = db_parts.sum(axis=0).astype(np.result_type(b, dtype))
-    return dx, np.ascontiguousarray(dw.T).reshape(w.shape), db
+    return dx, dw, db

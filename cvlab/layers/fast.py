@@ -262,9 +262,7 @@ def conv_backward_fast(dout: np.ndarray, cache: tuple,
     """Fast conv_backward_naive: dout (N, F, H', W') -> (dx, dw, db) shaped like x, w, b.
 
     compute_dx=False skips the input gradient (dx is None): for a first layer, whose input
-    gradient nobody uses, that saves a GEMM and the col2im. Per block of images:
-    cols = im2col(x[block]) again (cheaper than keeping the whole column matrix),
-    dw.T (block) = cols @ dout_rows.T and dcols = w.T @ dout_rows, then col2im(dcols) into dx.
+    gradient nobody uses, that saves a GEMM and the col2im (see conv_backward_blocks).
     """
     x, w, b, conv_param = cache
     dtype = x.dtype
@@ -272,34 +270,49 @@ def conv_backward_fast(dout: np.ndarray, cache: tuple,
     if np.shape(dout) != (g.N, g.F, g.H_out, g.W_out):
         raise ValueError(f"conv backward: dout {np.shape(dout)} must have the forward's output "
                          f"shape {(g.N, g.F, g.H_out, g.W_out)}")
-    kernels = _active[0]
     dout = _float_array(dout, dtype)
-    w_rows_t = _float_array(w, dtype).reshape(g.F, -1).T
-    dx = np.empty((g.N, g.C, g.H, g.W), dtype=dtype) if compute_dx else None
-    blocks = g.blocks
-    # dw transposed, one slot per block: cols @ dout_rows.T is the faster GEMM layout for this
-    # long reduction (measured 1.5x over dout_rows @ cols.T)
-    dw_parts = np.empty((len(blocks), g.K, g.F), dtype=dtype)
 
-    def work(i: int, start: int, stop: int) -> None:
+    def dout_rows(start: int, stop: int) -> np.ndarray:
         count = stop - start
         if count == 1:
-            dout_rows = dout[start].reshape(g.F, g.P)
-        else:  # (F, n * H' * W'): the layout of the forward's GEMM output
-            dout_rows = scratch("dout_rows", (g.F, count * g.P), dtype)
-            dout_rows.reshape(g.F, count, g.H_out, g.W_out)[...] = (
-                dout[start:stop].transpose(1, 0, 2, 3))
+            return dout[start].reshape(g.F, g.P)
+        rows = scratch("dout_rows", (g.F, count * g.P), dtype)
+        # (F, n * H' * W'): the layout of the forward's GEMM output
+        rows.reshape(g.F, count, g.H_out, g.W_out)[...] = dout[start:stop].transpose(1, 0, 2, 3)
+        return rows
+
+    dx, dw = conv_backward_blocks(g, x, w, dout_rows, compute_dx)
+    db = dout.sum(axis=(0, 2, 3)).astype(np.result_type(b, dtype), copy=False)
+    return dx, dw, db
+
+
+def conv_backward_blocks(g: ConvGeometry, x: np.ndarray, w: np.ndarray,
+                         dout_rows: Callable[[int, int], np.ndarray],
+                         compute_dx: bool) -> tuple[np.ndarray | None, np.ndarray]:
+    """dx (unless not compute_dx) and dw of a convolution, block by block of images:
+    dout_rows(start, stop) gives the block's output gradient as (F, n * H' * W') rows, then
+    cols = im2col(x[block]) again (cheaper than keeping the whole column matrix),
+    dw.T (block) = cols @ rows.T and dcols = w.T @ rows, col2im(dcols) into dx."""
+    kernels = _active[0]
+    dtype = x.dtype
+    w_rows_t = _float_array(w, dtype).reshape(g.F, -1).T
+    dx = np.empty((g.N, g.C, g.H, g.W), dtype=dtype) if compute_dx else None
+    # dw transposed, one slot per block: cols @ rows.T is the faster GEMM layout for this
+    # long reduction (measured 1.5x over rows @ cols.T)
+    dw_parts = np.empty((len(g.blocks), g.K, g.F), dtype=dtype)
+
+    def work(i: int, start: int, stop: int) -> None:
+        rows = dout_rows(start, stop)
         cols = im2col_block(kernels, x, g, start, stop)
-        np.matmul(cols, dout_rows.T, out=dw_parts[i])
+        np.matmul(cols, rows.T, out=dw_parts[i])
         if dx is not None:
-            dcols = np.matmul(w_rows_t, dout_rows, out=scratch("dcols", cols.shape, dtype))
-            kernels.col2im(dcols, count, g.C, g.H, g.W, g.HH, g.WW, g.pad, g.stride, g.H_out,
-                           g.W_out, out=dx[start:stop])
+            dcols = np.matmul(w_rows_t, rows, out=scratch("dcols", cols.shape, dtype))
+            kernels.col2im(dcols, stop - start, g.C, g.H, g.W, g.HH, g.WW, g.pad, g.stride,
+                           g.H_out, g.W_out, out=dx[start:stop])
 
     for_each_block(g, work)
-    dw = dw_parts[0] if len(blocks) == 1 else dw_parts.sum(axis=0)
-    db = dout.sum(axis=(0, 2, 3)).astype(np.result_type(b, dtype), copy=False)
-    return dx, np.ascontiguousarray(dw.T).reshape(w.shape), db
+    dw = dw_parts[0] if len(g.blocks) == 1 else dw_parts.sum(axis=0)
+    return dx, np.ascontiguousarray(dw.T).reshape(w.shape)
 
 
 def max_pool_forward_fast(x: np.ndarray, pool_param: dict) -> tuple[np.ndarray, tuple]:

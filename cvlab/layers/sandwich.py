@@ -7,9 +7,9 @@ import numpy as np
 from cvlab.layers.affine import affine_backward, affine_forward, relu_backward, relu_forward
 from cvlab.layers.batchnorm import batchnorm_backward_alt, batchnorm_forward
 from cvlab.layers.conv_relu_pool import (
-    MAX_WINDOW,
     conv_relu_pool_backward_fused,
     conv_relu_pool_forward_fused,
+    fused_kernels_fit,
 )
 from cvlab.layers.dropout import dropout_backward, dropout_forward
 from cvlab.layers.fast import (
@@ -105,8 +105,7 @@ def conv_relu_pool_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, conv_par
     The three run as fused kernels (cvlab.layers.conv_relu_pool) with the same results; a pool
     window of more than 256 positions runs them one after the other.
     """
-    pool_height, pool_width = pool_param.get("pool_height", 2), pool_param.get("pool_width", 2)
-    if pool_height * pool_width <= MAX_WINDOW:
+    if fused_kernels_fit(pool_param):
         out, fused_cache = conv_relu_pool_forward_fused(x, w, b, conv_param, pool_param)
         return out, ("fused", fused_cache)
     a, conv_cache = conv_forward_fast(x, w, b, conv_param)
