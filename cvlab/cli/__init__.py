@@ -238,8 +238,7 @@ def execute(name: str, cfg: Any, run_dir: Path, overrides: list[str],
                 atomic_write_text(run_dir / "config.yaml",
                                   OmegaConf.to_yaml(OmegaConf.structured(config)))
             module = importlib.import_module(f"cvlab.commands.{name}")
-            code = module.main(config, run_dir, overrides) if name == "train" \
-                else module.main(config, run_dir)
+            code = module.main(config, run_dir, overrides)
     except Interrupted as err:
         _close(name, run_dir, status="interrupted", error=f"interrupted by {err}",
                overrides=overrides)

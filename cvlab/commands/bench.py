@@ -10,5 +10,5 @@ from cvlab.config.commands import BenchConfig
 ACTIONS = {"layers": "cvlab.bench.layers", "train": "cvlab.bench.train"}
 
 
-def main(cfg: BenchConfig, run_dir: Path) -> int:
+def main(cfg: BenchConfig, run_dir: Path, overrides: list[str] | None = None) -> int:
     return importlib.import_module(ACTIONS[cfg.action]).run(cfg, run_dir)

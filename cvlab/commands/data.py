@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 INFO_MODULES = (coco, shapes_captions)
 
 
-def main(cfg: Any, run_dir: Path) -> int:
+def main(cfg: Any, run_dir: Path, overrides: list[str] | None = None) -> int:
     """Run `cvlab data <action>` with a validated DataConfig (it produces no run folder:
     `info` prints, `fetch` writes into the data root)."""
     if cfg.action == "info":

@@ -12,7 +12,7 @@ from cvlab.errors import UserError
 log = logging.getLogger(__name__)
 
 
-def main(cfg: EvalConfig, run_dir: Path) -> int:
+def main(cfg: EvalConfig, run_dir: Path, overrides: list[str] | None = None) -> int:
     from cvlab.train.evaluate import evaluate, latest_evaluable
 
     if cfg.run == "latest":

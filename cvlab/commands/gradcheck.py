@@ -64,7 +64,7 @@ def table_of(name: str, rows: list[CheckRow], seconds: float) -> Table:
     return table
 
 
-def main(cfg: GradcheckConfig, run_dir: Path) -> int:
+def main(cfg: GradcheckConfig, run_dir: Path, overrides: list[str] | None = None) -> int:
     names = select_checks(cfg.layer, check_names())
     start = time.perf_counter()
     write_summary(run_dir, status="running", layer=cfg.layer, seed=cfg.seed)

@@ -14,7 +14,7 @@ from cvlab.config.commands import PlotConfig
 log = logging.getLogger(__name__)
 
 
-def main(cfg: PlotConfig, run_dir: Path) -> int:
+def main(cfg: PlotConfig, run_dir: Path, overrides: list[str] | None = None) -> int:
     from cvlab.plot import plot_folder, resolve_target
 
     target = resolve_target(cfg.run, cfg.outputs_root)
