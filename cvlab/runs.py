@@ -95,6 +95,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         f.write(data)
 
 
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to one dict with dotted keys (the leaves as they are)."""
+    if not isinstance(tree, dict):
+        return {prefix[:-1]: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(flatten(value, f"{prefix}{key}."))
+    return flat
+
+
 def to_json(value: Any) -> str:
     """JSON text of `value` (numpy scalars as numbers, non-finite floats as strings)."""
     return json.dumps(_clean(value), indent=2) + "\n"

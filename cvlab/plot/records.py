@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cvlab import runs
 from cvlab.runs import RunSummary, read_summary
 
 
@@ -70,17 +71,10 @@ class RunRecord:
         return "none" if self.get("baseline") or not norm else str(norm)
 
 
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts to one dict with dotted keys; lists become tuples (hashable)."""
-    flat: dict[str, Any] = {}
-    if isinstance(tree, dict):
-        for key, value in tree.items():
-            flat.update(flatten(value, f"{prefix}{key}."))
-        return flat
-    if isinstance(tree, list):
-        tree = tuple(tree)
-    flat[prefix[:-1]] = tree
-    return flat
+def flatten(tree: Any) -> dict[str, Any]:
+    """cvlab.runs.flatten with lists as tuples (hashable, for grouping runs)."""
+    return {key: tuple(value) if isinstance(value, list) else value
+            for key, value in runs.flatten(tree).items()}
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:

@@ -74,7 +74,6 @@ class CaptioningSolver:
         self.optim = make_optimizer(list(model.params.values()), opt)
         num_train = data["train_captions"].shape[0]
         self.iterations_per_epoch = max(num_train // self.batch_size, 1)
-        self.num_iterations = self.num_epochs * self.iterations_per_epoch
         self._reset()
 
     def _reset(self) -> None:

@@ -8,13 +8,13 @@ from numpy's global RNG, which is seeded too, so that a seeded run is reproducib
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from typing import Any
 
 import numpy as np
 
 from cvlab.errors import UserError
+from cvlab.layers import threads as layer_threads
 from cvlab.models.registry import ModelSpec
 from cvlab.train.core import LoopResult
 from cvlab.train.run import Prepared
@@ -48,21 +48,6 @@ def optim_config_of(optimizer_cfg: Any) -> dict[str, float]:
     return {key: getattr(optimizer_cfg, key) for key in HYPERPARAMETERS[optimizer_cfg.name]}
 
 
-def thread_limit(threads: int | None) -> contextlib.AbstractContextManager:
-    """The numpy layers' threading policy for the run (cvlab.layers.threads): `threads`
-    threads (None: as many as BLAS has now), each calling single-threaded BLAS."""
-    from cvlab.layers import use_threads
-
-    return use_threads(threads)
-
-
-def blas_threads() -> int | None:
-    """Threads the numpy layers split their work between (for the records)."""
-    from cvlab.layers import threads
-
-    return threads.configured()
-
-
 class NumpyRunTask(SolverTask):
     """The Solver's task plus what a run folder records: final metrics, test accuracy and
     the weights."""
@@ -84,7 +69,7 @@ class NumpyRunTask(SolverTask):
             "train_time_s": round(train_seconds, 3),
             "images_per_s": (result.updates * s.batch_size / train_seconds
                              if train_seconds > 0 else None),
-            "blas_threads": blas_threads(),
+            "blas_threads": layer_threads.configured(),  # the layers' threads in the run
         }
 
     def evaluate_split(self, split: str) -> dict[str, float]:
@@ -151,4 +136,4 @@ def prepare(cfg: Any, spec: ModelSpec, model_cfg: Any, announce: Any) -> Prepare
     return Prepared(task=NumpyRunTask(solver, data), dataset=splits.name,
                     dataset_source=splits.source, device="cpu (numpy)",
                     settings={"num_train": int(data["X_train"].shape[0])},
-                    context=thread_limit(cfg.device.threads))
+                    context=layer_threads.use_threads(cfg.device.threads))

@@ -28,7 +28,7 @@ from typing import Any
 
 from cvlab.errors import UserError
 from cvlab.models.registry import ModelSpec, spec_for
-from cvlab.runs import RunSummary, save_summary
+from cvlab.runs import RunSummary, flatten, save_summary
 from cvlab.train.core import (
     CHECKPOINT_NAME,
     Interrupted,
@@ -157,9 +157,9 @@ def _close_sinks(sinks: list[Any], spec: ModelSpec, task: Any) -> None:
     """The end-of-run pictures (first-layer filters, caption samples), then close."""
     from cvlab.plot.images import first_conv_weights
 
+    filters = first_conv_weights(task.weights()["model"]) \
+        if sinks and "filters" in spec.plot_hooks else None
     for sink in sinks:
-        filters = first_conv_weights(task.weights()["model"]) if "filters" in spec.plot_hooks \
-            else None
         if filters is not None:
             sink.add_filters(filters, task.iteration)
         if hasattr(task, "samples") and getattr(task, "generated", None):
@@ -255,8 +255,8 @@ def _stored_config(source: Path) -> dict[str, Any]:
 
 
 def _check_resume_changes(stored: dict[str, Any], cfg: Any, source: Path) -> None:
-    current = _flatten(dataclasses.asdict(cfg))
-    before = _flatten(stored)
+    current = flatten(dataclasses.asdict(cfg))
+    before = flatten(stored)
     for key, value in current.items():
         if key.startswith(RESUMABLE_CHANGES) or key not in before:
             continue
@@ -269,15 +269,6 @@ def _check_resume_changes(stored: dict[str, Any], cfg: Any, source: Path) -> Non
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        flat: dict[str, Any] = {}
-        for key, value in tree.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix[:-1]: tree}
 
 
 def _say_done(summary: RunSummary, run_dir: Path) -> None:

@@ -107,10 +107,6 @@ class Solver:
     def iterations_per_epoch(self) -> int:
         return max(self.X_train.shape[0] // self.batch_size, 1)
 
-    @property
-    def num_iterations(self) -> int:
-        return self.num_epochs * self.iterations_per_epoch
-
     def learning_rate(self) -> float | None:
         """The current learning rate (as decayed so far), when the config sets one."""
         for config in self.optim_configs.values():
@@ -239,8 +235,7 @@ class Solver:
             description=self.description, stop_on_divergence=self.stop_on_divergence,
             printer=self.printer, iteration_printer=self.iteration_printer,
         )
-        result = run_loop(SolverTask(self), options, records)
-        self.diverged = result.status == "diverged"
+        run_loop(SolverTask(self), options, records)  # SolverTask.finish sets `diverged`
 
 
 class SolverTask(SolverAdapter):
