@@ -179,8 +179,8 @@ def test_cache_is_reused_memory_mapped_and_beside_the_data(tmp_path):
     assert not any("decoding" in line for line in second)
     assert isinstance(data.X_train, np.memmap)
     assert (tree / ".cvlab-cache" / "meta.json").is_file()
-    assert cifar10.cache_for(tmp_path / "root").state(
-        cifar10.source_key(cifar10.find_source(tmp_path / "root"))) == "valid"
+    assert cifar10.cache_for(tmp_path / "root").check(
+        cifar10.source_key(cifar10.find_source(tmp_path / "root")))[0] == "valid"
 
 
 def test_changed_source_invalidates_the_cache(tmp_path):

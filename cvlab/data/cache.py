@@ -5,7 +5,7 @@ shape, dtype, byte size and CRC-32) plus one `<name>.npy` per array. Files are w
 atomically (temporary name, then rename) under a lock, so parallel runs never read a
 half-written cache. Every load checks the key and every file's size, header and CRC-32 (a
 file whose bytes rot while its size and mtime stay the same is caught too): a stale or
-corrupt entry is reported as missing (and then rebuilt by the caller), never used.
+corrupt entry is never used: load_or_build rebuilds it (and says why).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import json
 import mmap
 import os
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,20 @@ def open_verified(path: Path, spec: dict[str, Any]) -> np.ndarray:
     return array
 
 
+Loaded = tuple[dict[str, np.ndarray], dict[str, Any]]  # arrays, metadata
+
+
+@dataclass
+class Entry:
+    """What load_or_build gives: the arrays and metadata, whether they were built now, and
+    the error that kept them out of the cache, if any."""
+
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any]
+    built: bool = False
+    save_error: OSError | None = None
+
+
 class ArrayCache:
     """One cache entry in `folder`: arrays keyed by name, valid for one `key`."""
 
@@ -164,34 +179,57 @@ class ArrayCache:
             return None
         return meta if isinstance(meta, dict) and meta.get("cache_format") == FORMAT else None
 
-    def check(self, key: str) -> tuple[str, str | None]:
-        """(state, why): 'missing', 'stale' (built for another source), 'corrupt' (why says
-        which file and what is wrong) or 'valid'. Verifies every checksum."""
+    def verify(self, key: str) -> tuple[str, str | None, Loaded | None]:
+        """(state, why, loaded): state 'missing', 'stale' (built for another source), 'corrupt'
+        (why says which file and what is wrong) or 'valid'; loaded = (verified memory-mapped
+        arrays, metadata) when valid. Every file's checksum is checked (see open_verified)."""
         meta = self.read_meta()
         if meta is None:
-            return "missing", None
+            return "missing", None, None
         if meta.get("key") != key:
-            return "stale", None
+            return "stale", None, None
         try:
-            self._open_all(meta)
+            return "valid", None, (self._open_all(meta), meta)
         except CacheProblem as problem:
-            return "corrupt", str(problem)
-        return "valid", None
+            return "corrupt", str(problem), None
 
-    def state(self, key: str) -> str:
-        """'missing', 'stale', 'corrupt' or 'valid' (see check)."""
-        return self.check(key)[0]
+    def check(self, key: str) -> tuple[str, str | None]:
+        """(state, why) of verify."""
+        state, why, _ = self.verify(key)
+        return state, why
 
-    def load(self, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
-        """Verified memory-mapped arrays and the metadata, or None when missing, stale or
-        corrupt. Every load checks every file's checksum (see open_verified)."""
-        meta = self.read_meta()
-        if meta is None or meta.get("key") != key:
-            return None
+    def load(self, key: str) -> Loaded | None:
+        """The verified arrays and metadata, or None when missing, stale or corrupt."""
+        return self.verify(key)[2]
+
+    def load_or_build(self, key: str, build: Callable[[str], Loaded]) -> Entry:
+        """The entry for `key`: loaded when valid; else, under the folder's lock (checked again
+        there: another process may have built it meanwhile), build(why) makes (arrays, extra
+        metadata) and they are saved. `why` says why the cache was not used ('' when there was
+        none). A folder that cannot be locked or written leaves the built arrays uncached."""
+        loaded = self.load(key)
+        if loaded is not None:
+            return Entry(*loaded)
         try:
-            return self._open_all(meta), meta
-        except CacheProblem:
-            return None
+            lock: Any = locked(self.folder)
+            lock.__enter__()
+        except OSError:
+            lock = None
+        try:
+            state, problem, loaded = self.verify(key)
+            if loaded is not None:
+                return Entry(*loaded)
+            why = {"stale": " (the source changed)",
+                   "corrupt": f" (the cache was corrupt: {problem})"}.get(state, "")
+            arrays, extra = build(why)
+            try:
+                meta = self.save(key, arrays, **extra)
+            except OSError as err:
+                return Entry(arrays, extra, built=True, save_error=err)
+            return Entry(arrays, meta, built=True)
+        finally:
+            if lock is not None:
+                lock.__exit__(None, None, None)
 
     def _open_all(self, meta: dict[str, Any]) -> dict[str, np.ndarray]:
         specs = meta.get("arrays")
@@ -209,10 +247,8 @@ class ArrayCache:
         for name, array in arrays.items():
             path = self.folder / f"{name}.npy"
             atomic_save_npy(path, array)
-            stat = path.stat()
             specs[name] = {"shape": list(array.shape), "dtype": str(array.dtype),
-                           "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                           "crc32": crc32_file(path)}
+                           "bytes": path.stat().st_size, "crc32": crc32_file(path)}
         meta = {"cache_format": FORMAT, "key": key, "arrays": specs, **extra}
         atomic_write_json(self.folder / META, meta)
         return meta

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cvlab.data import cifar10_formats as formats
-from cvlab.data.cache import ArrayCache, cache_dir_for, fingerprint, locked, tree_fingerprint
+from cvlab.data.cache import ArrayCache, Loaded, cache_dir_for, fingerprint, tree_fingerprint
 from cvlab.data.fetching import move_into_place, staging_folder
 from cvlab.data.raw import RawData
 from cvlab.errors import UserError
@@ -140,55 +140,33 @@ def load_arrays(root: str | os.PathLike | None = None, download: bool = False,
         source = find_source(folder)
         if source is None:
             raise not_found(folder)
-    key = source_key(source)
     cache = cache_for(folder)
-    loaded = cache.load(key)
-    if loaded is None:
-        loaded = _build_cache(cache, source, key, announce)
-    arrays, meta = loaded
+    entry = cache.load_or_build(source_key(source), lambda why: _decode(source, why, announce))
+    if entry.save_error is not None:
+        announce(f"dataset: could not write the cache in {cache.folder} ({entry.save_error}); "
+                 "using the decoded arrays without caching")
+    elif entry.built:
+        announce(f"dataset: decoded {len(entry.arrays['y_train'])} + "
+                 f"{len(entry.arrays['y_test'])} images in {entry.meta['decode_s']:.1f} s; "
+                 f"cached in {cache.folder}")
+    arrays, meta = entry.arrays, entry.meta
     return RawData(arrays["X_train"], arrays["y_train"], arrays["X_test"], arrays["y_test"],
                    class_names=list(meta["class_names"]), source=source.describe(),
                    test_is_sorted=bool(meta["test_is_sorted"]),
                    info={"cache": str(cache.folder), "format": source.kind})
 
 
-def _build_cache(cache: ArrayCache, source: Source, key: str,
-                 announce: Announce) -> tuple[dict[str, Any], dict[str, Any]]:
-    try:
-        lock: Any = locked(cache.folder)
-        lock.__enter__()
-    except OSError:
-        lock = None
-    try:
-        loaded = cache.load(key)  # built by another process while this one waited
-        if loaded is not None:
-            return loaded
-        state, problem = cache.check(key)
-        why = {"missing": "", "stale": " (the source changed)",
-               "corrupt": f" (the cache was corrupt: {problem})"}.get(state, "")
-        announce(f"dataset: decoding CIFAR-10 from {source.describe()} into a cache{why}; "
-                 "this happens once")
-        start = time.perf_counter()
-        decoded = decode(source)
-        seconds = time.perf_counter() - start
-        arrays = {"X_train": decoded.X_train, "y_train": decoded.y_train,
-                  "X_test": decoded.X_test, "y_test": decoded.y_test}
-        meta_extra = {"class_names": decoded.class_names, "test_is_sorted": decoded.test_is_sorted,
-                      "source": str(source.path), "format": source.kind,
-                      "decode_s": round(seconds, 2)}
-        try:
-            meta = cache.save(key, arrays, **meta_extra)
-        except OSError as err:
-            announce(f"dataset: could not write the cache in {cache.folder} ({err}); "
-                     "using the decoded arrays without caching")
-            return arrays, meta_extra
-        announce(f"dataset: decoded {len(decoded.y_train)} + {len(decoded.y_test)} images in "
-                 f"{seconds:.1f} s; cached in {cache.folder}")
-        loaded = cache.load(key)
-        return loaded if loaded is not None else (arrays, meta)
-    finally:
-        if lock is not None:
-            lock.__exit__(None, None, None)
+def _decode(source: Source, why: str, announce: Announce) -> Loaded:
+    """The arrays of `source` and the metadata the cache keeps with them."""
+    announce(f"dataset: decoding CIFAR-10 from {source.describe()} into a cache{why}; "
+             "this happens once")
+    start = time.perf_counter()
+    decoded = decode(source)
+    arrays = {"X_train": decoded.X_train, "y_train": decoded.y_train,
+              "X_test": decoded.X_test, "y_test": decoded.y_test}
+    return arrays, {"class_names": decoded.class_names, "test_is_sorted": decoded.test_is_sorted,
+                    "source": str(source.path), "format": source.kind,
+                    "decode_s": round(time.perf_counter() - start, 2)}
 
 
 def fetch(root: str | os.PathLike | None = None, announce: Announce = print) -> Path:

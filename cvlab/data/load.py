@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cvlab.data import cifar10, synthetic
-from cvlab.data.cache import ArrayCache, locked
+from cvlab.data.cache import ArrayCache, Loaded
 from cvlab.data.constants import AUTO, IMAGE_DATASETS
 from cvlab.data.raw import RawData
 from cvlab.data.splits import Splits, make_splits
@@ -80,34 +80,22 @@ def load_synthetic_arrays(num_train: int, num_test: int, seed: int,
         return RawData(X_train, y_train, X_test, y_test, names, source,
                        info={"cache": "not cached (small set)"})
     folder = synthetic_cache_dir(num_train, num_test, seed)
-    key = synthetic_key(num_train, num_test, seed)
-    cache = ArrayCache(folder)
-    loaded = cache.load(key)
-    if loaded is None:
-        try:
-            with locked(folder):
-                loaded = cache.load(key)  # another process may have built it meanwhile
-                if loaded is None:
-                    start = time.perf_counter()
-                    X_train, y_train, X_test, y_test = synthetic.generate_splits(
-                        num_train, num_test, seed)
-                    seconds = time.perf_counter() - start
-                    announce(f"dataset: generated the synthetic set in {seconds:.1f} s; "
-                             f"cached in {folder}")
-                    cache.save(key, {"X_train": X_train, "y_train": y_train,
-                                     "X_test": X_test, "y_test": y_test},
-                               class_names=names, source=source)
-                    return RawData(X_train, y_train, X_test, y_test, names, source,
-                                   info={"cache": str(folder), "generated_s": seconds})
-        except OSError:  # cache home not writable: generate every time
-            X_train, y_train, X_test, y_test = synthetic.generate_splits(
-                num_train, num_test, seed)
-            return RawData(X_train, y_train, X_test, y_test, names, source,
-                           info={"cache": "not writable"})
-        if loaded is None:
-            loaded = cache.load(key)
-        if loaded is None:
-            raise RuntimeError(f"synthetic cache in {folder} unreadable right after building it")
-    arrays, _ = loaded
+
+    def generate(_: str) -> Loaded:
+        start = time.perf_counter()
+        X_train, y_train, X_test, y_test = synthetic.generate_splits(num_train, num_test, seed)
+        return ({"X_train": X_train, "y_train": y_train, "X_test": X_test, "y_test": y_test},
+                {"class_names": names, "source": source,
+                 "generated_s": round(time.perf_counter() - start, 2)})
+
+    entry = ArrayCache(folder).load_or_build(synthetic_key(num_train, num_test, seed), generate)
+    info: dict[str, Any] = {"cache": str(folder)}
+    if entry.save_error is not None:  # cache home not writable: generated on every load
+        info = {"cache": "not writable"}
+    elif entry.built:
+        seconds = entry.meta["generated_s"]
+        announce(f"dataset: generated the synthetic set in {seconds:.1f} s; cached in {folder}")
+        info["generated_s"] = seconds
+    arrays = entry.arrays
     return RawData(arrays["X_train"], arrays["y_train"], arrays["X_test"], arrays["y_test"],
-                   names, source, info={"cache": str(folder)})
+                   names, source, info=info)
