@@ -185,10 +185,11 @@ def print_sweep_table(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
     """Job, status, the overrides that differ between jobs, and the key metrics."""
     from rich.table import Table
 
+    from cvlab.config.compose import shared_overrides
     from cvlab.progress import make_console
 
     tokens = [str(row.get("overrides", "")).split() for row in rows]
-    shared = set.intersection(*map(set, tokens)) if tokens else set()
+    shared = shared_overrides(tokens)
     table = Table(title=f"sweep {sweep_dir}")
     metrics = [m for m in SWEEP_TABLE_METRICS if any(m in row for row in rows)]
     for column in ("job", "status", "overrides", *metrics):

@@ -80,8 +80,9 @@ def _plan(hydra: Any, command: str, overrides: list[str], multirun: bool) -> Pla
     plan = Plan(base, True, sampling=samples_its_points(base))
     jobs = job_overrides(base, overrides)
     composed: dict[tuple[str, ...], DictConfig] = {}
+    shared = shared_overrides(jobs) if len(jobs) > 1 else set()
     for number, job in enumerate(jobs):
-        label = _job_label(number, jobs)
+        label = _job_label(number, len(jobs), job, shared)
         cfg = _compose_job(hydra, command, job, composed, label)
         plan.jobs.append((job, _typed(command, cfg, label)))
     return plan
@@ -177,11 +178,15 @@ def _is_group(key: str, loader: Any) -> bool:
     return _GROUPS[key]
 
 
-def _job_label(number: int, jobs: list[list[str]]) -> str:
+def shared_overrides(jobs: list[list[str]]) -> set[str]:
+    """The overrides every job has (what is left of a job's list says how it differs)."""
+    return set.intersection(*map(set, jobs)) if jobs else set()
+
+
+def _job_label(number: int, total: int, job: list[str], shared: set[str]) -> str:
     """`sweep job 3 of 40 (a=1 b=2)`: the job's overrides that differ between jobs."""
-    shared = set.intersection(*map(set, jobs)) if len(jobs) > 1 else set()
-    varying = [o for o in jobs[number] if o not in shared]
-    return f"sweep job {number} of {len(jobs)} ({' '.join(varying)})"
+    varying = [o for o in job if o not in shared]
+    return f"sweep job {number} of {total} ({' '.join(varying)})"
 
 
 def _plain(override: Override) -> str:

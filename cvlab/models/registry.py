@@ -38,7 +38,6 @@ class ModelSpec:
     plot_hooks  extra figures `cvlab plot` draws from the run's weights: "filters"
     without_normalization  the schema instance without its normalization (the sweeps'
                 `baseline=true` runs); None when the model has no normalization to drop
-    aliases     former names of the type, still accepted in stored run folders
     """
 
     name: str
@@ -47,7 +46,10 @@ class ModelSpec:
     build: Callable[..., Any]
     plot_hooks: tuple[str, ...] = ()
     without_normalization: Callable[[Any], Any] | None = None
-    aliases: tuple[str, ...] = ()
+
+    def baseline_model(self, model: Any) -> Any | None:
+        """`model` without its normalization (a sweep's baseline), or None when it has none."""
+        return None if self.without_normalization is None else self.without_normalization(model)
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -55,7 +57,6 @@ class ModelSpec:
 
 
 _SPECS: dict[str, ModelSpec] = {}
-_ALIASES: dict[str, str] = {}
 _loaded = False
 
 
@@ -65,8 +66,6 @@ def register(spec: ModelSpec) -> ModelSpec:
     if existing is not None and existing.build is not spec.build:
         raise ValueError(f"model type {spec.name!r} is registered twice")
     _SPECS[spec.name] = spec
-    for alias in spec.aliases:
-        _ALIASES[alias] = spec.name
     return spec
 
 
@@ -90,13 +89,12 @@ def model_types() -> list[str]:
 
 
 def spec_for(model_type: str) -> ModelSpec:
-    """The spec of `model_type` (or of a former name); ValueError listing the valid types."""
+    """The spec of `model_type`; ValueError listing the valid types."""
     _load()
-    name = _ALIASES.get(model_type, model_type)
-    if name not in _SPECS:
+    if model_type not in _SPECS:
         raise ValueError(f"unknown model type {model_type!r}; valid types: "
                          f"{', '.join(model_types())}")
-    return _SPECS[name]
+    return _SPECS[model_type]
 
 
 def schemas() -> dict[str, type]:

@@ -70,11 +70,12 @@ def effective_model(spec: ModelSpec, cfg: Any) -> Any:
     """The model config the run trains: without its normalization for `baseline=true`."""
     if not cfg.baseline:
         return cfg.model
-    if spec.without_normalization is None or spec.without_normalization(cfg.model) is None:
+    model = spec.baseline_model(cfg.model)
+    if model is None:
         raise UserError(f"baseline=true drops the model's normalization, but model.type="
                         f"{spec.name} has none to drop; use a normalized model (model=bn_fc or "
                         "model=ln_fc) or baseline=false")
-    return spec.without_normalization(cfg.model)
+    return model
 
 
 def settings_of(cfg: Any, model_cfg: Any) -> dict[str, Any]:
