@@ -89,12 +89,6 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.write(text)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically."""
-    with atomic_file(path, binary=True) as f:
-        f.write(data)
-
-
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     """Nested dicts to one dict with dotted keys (the leaves as they are)."""
     if not isinstance(tree, dict):

@@ -14,7 +14,6 @@ The run folder gets:
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,7 +25,7 @@ import numpy as np
 from cvlab.config import check
 from cvlab.errors import UserError
 from cvlab.models.registry import ModelSpec, register
-from cvlab.runs import atomic_write, atomic_write_bytes
+from cvlab.runs import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +147,7 @@ def run_conv_demo(cfg: ConvDemoConfig, run_dir: Path) -> dict[str, Any]:
         for name, image in (("input", x[k].transpose(1, 2, 0).astype(np.uint8)),
                             ("gray", to_uint8(out[k, 0])), ("edges", to_uint8(out[k, 1]))):
             path = run_dir / "conv_demo" / f"{name}_{k}.png"
-            atomic_write_bytes(path, png_bytes(image))
+            atomic_write(path, partial(write_png, image), binary=True)
             files.append(str(path.relative_to(run_dir)))
     log.info("conv demo: %d images filtered; arrays and PNGs in %s", len(named), run_dir)
     return {"metrics": {"images": [name for name, _ in named], "image_size": size,
@@ -156,13 +155,11 @@ def run_conv_demo(cfg: ConvDemoConfig, run_dir: Path) -> dict[str, Any]:
             "files": files}
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    """An (H, W) or (H, W, 3) uint8 image encoded as PNG."""
+def write_png(image: np.ndarray, file: Any) -> None:
+    """Write an (H, W) or (H, W, 3) uint8 image to `file` as PNG."""
     from PIL import Image
 
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
+    Image.fromarray(image).save(file, format="PNG")
 
 
 @dataclass

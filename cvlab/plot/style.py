@@ -30,15 +30,13 @@ def figure(ncols: int, nrows: int = 1, panel: tuple[float, float] = (5.0, 3.8)) 
 
 def save(fig: Any, path: Path) -> Path:
     """Write `fig` as PNG to `path` (atomically, folders created) and close it."""
-    import io
+    from cvlab.runs import atomic_write
 
-    from cvlab.runs import atomic_write_bytes
-
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=DPI)
-    plt.close(fig)
-    atomic_write_bytes(Path(path), buffer.getvalue())
+    try:
+        fig.tight_layout()
+        atomic_write(Path(path), lambda f: fig.savefig(f, format="png", dpi=DPI), binary=True)
+    finally:
+        plt.close(fig)
     return Path(path)
 
 

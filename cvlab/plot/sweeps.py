@@ -51,14 +51,14 @@ def plot_weight_scale(target: Target, out_path: Path) -> Path:
     series = weight_scale_series(target)
     loss_cap = STUCK_FACTOR * typical_start_loss(target.runs)
     for k, ((name, runs), style) in enumerate(zip(series.items(), run_styles(list(series)))):
+        scales, groups = _by_scale(runs)
         for ax, (key, _) in zip(axes, PANELS):
-            scales, values = _mean_per_scale(runs, key)
+            values = _means(groups, key)
             shown = np.isfinite(values)
             if key == "final_loss_mean":
                 # diverged runs (and losses far above the start) are marked x along the top of
                 # the panel, one row per line so that no marker hides another
-                diverged = _diverged_per_scale(runs)
-                off = diverged | ~shown | (values > loss_cap)
+                off = _diverged(groups) | ~shown | (values > loss_cap)
                 shown &= ~off
                 if off.any():
                     ax.plot(scales[off], [0.96 - 0.05 * k] * int(off.sum()), linestyle="none",
@@ -84,12 +84,12 @@ def weight_scale_notes(target: Target) -> list[str]:
     start = typical_start_loss(target.runs)
     loss_cap = STUCK_FACTOR * start
     for name, runs in weight_scale_series(target).items():
-        scales, best_val = _mean_per_scale(runs, "best_val_acc")
-        _, losses = _mean_per_scale(runs, "final_loss_mean")
+        scales, groups = _by_scale(runs)
+        best_val, losses = _means(groups, "best_val_acc"), _means(groups, "final_loss_mean")
         if not np.isfinite(best_val).any():
             continue
         top = int(np.nanargmax(best_val))
-        diverged = _diverged_per_scale(runs)
+        diverged = _diverged(groups)
         stuck = ~diverged & (~np.isfinite(losses) | (losses > loss_cap))
         notes.append(f"{name}: best val acc {best_val[top]:.3f} at weight scale "
                      f"{scales[top]:.2e}; of {len(scales)} scales, {int(diverged.sum())} "
@@ -102,23 +102,26 @@ def weight_scale_notes(target: Target) -> list[str]:
     return notes
 
 
-def _mean_per_scale(runs: list[RunRecord], key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct weight scales, mean of `key` over the runs at each scale); inf stays inf."""
-    by_scale: dict[float, list[float]] = defaultdict(list)
+def _by_scale(runs: list[RunRecord]) -> tuple[np.ndarray, list[list[RunRecord]]]:
+    """(the distinct weight scales, sorted; the runs at each)."""
+    groups: dict[float, list[RunRecord]] = defaultdict(list)
     for run in runs:
-        by_scale[float(run.get("model.weight_scale"))].append(run.metric(key))
-    scales = np.array(sorted(by_scale))
+        groups[float(run.get("model.weight_scale"))].append(run)
+    scales = sorted(groups)
+    return np.array(scales), [groups[s] for s in scales]
+
+
+def _means(groups: list[list[RunRecord]], key: str) -> np.ndarray:
+    """The mean of `key` over each group's runs; inf stays inf."""
     with np.errstate(invalid="ignore"):
-        values = np.array([np.mean(by_scale[s]) for s in scales], dtype=float)
-    return scales, values
+        return np.array([np.mean([run.metric(key) for run in group]) for group in groups],
+                        dtype=float)
 
 
-def _diverged_per_scale(runs: list[RunRecord]) -> np.ndarray:
-    """Whether any run at each distinct weight scale (sorted) diverged."""
-    by_scale: dict[float, bool] = defaultdict(bool)
-    for run in runs:
-        by_scale[float(run.get("model.weight_scale"))] |= run.status == "diverged"
-    return np.array([by_scale[s] for s in sorted(by_scale)], dtype=bool)
+def _diverged(groups: list[list[RunRecord]]) -> np.ndarray:
+    """Whether any run of each group diverged."""
+    return np.array([any(run.status == "diverged" for run in group) for group in groups],
+                    dtype=bool)
 
 
 def plot_batch_size(target: Target, out_path: Path) -> Path:
