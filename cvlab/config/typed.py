@@ -11,6 +11,7 @@ value that would be ignored is a mistake worth one line, not a silent default.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -53,17 +54,26 @@ DATASET_FIELDS["auto"] = tuple(dict.fromkeys((*DATASET_FIELDS["synthetic"],
 def typed(command: str, cfg: DictConfig) -> Any:
     """The composed config of `command` as its schema's dataclass, every check run."""
     cfg = without_hydra(cfg)
+    try:
+        result = OmegaConf.to_object(cfg)
+    except ConfigError as err:
+        raise _in_section(cfg, err) from None
+    if command == "train":
+        check_train(result)
+    return result
+
+
+def _in_section(cfg: DictConfig, err: ConfigError) -> ConfigError:
+    """`err` named after the section (model, optimizer, ...) whose checks raise it, when one
+    does; else as it is (a check of the command's own fields)."""
     for key in cfg:
         node = cfg[key]
         if isinstance(node, DictConfig) and dataclasses.is_dataclass(OmegaConf.get_type(node)):
             try:
                 OmegaConf.to_object(node)
-            except ConfigError as err:
-                raise err.prefixed(str(key)) from None
-    result = OmegaConf.to_object(cfg)
-    if command == "train":
-        check_train(result)
-    return result
+            except ConfigError as section_err:
+                return section_err.prefixed(str(key))
+    return err
 
 
 def without_hydra(cfg: DictConfig) -> DictConfig:
@@ -92,14 +102,20 @@ def train_config(data: dict[str, Any]) -> TrainConfig:
     return typed("train", merged)
 
 
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    """Each section's default values, to tell what a config sets."""
+    return {"optimizer": OptimizerConfig(), "device": DeviceConfig(),
+            "dataset": DatasetConfig(), "": TrainConfig(model=None)}
+
+
 def check_train(cfg: TrainConfig) -> None:
     """Refuse what `cfg` sets that its model family or dataset would ignore, and a baseline
     run of a model without normalization."""
     spec = _spec_of(cfg.model)
     if spec.family == "numpy":
         _check_numpy_rule(cfg.optimizer.name)
-    defaults = {"optimizer": OptimizerConfig(), "device": DeviceConfig(),
-                "dataset": DatasetConfig(), "": TrainConfig(model=None)}
+    defaults = _defaults()
     for key in UNUSED_BY_FAMILY[spec.family]:
         value, default = _value(cfg, defaults, key)
         if value != default and not (key == "device.name" and value == "cpu"):
