@@ -59,11 +59,12 @@ class NumpyRunTask(SolverTask):
     def final_metrics(self, result: LoopResult) -> dict[str, Any]:
         s = self.solver
         train_seconds = result.train_time_s
+        last = result.last_metrics
         return {
-            "best_val_acc": max(s.val_acc_history) if s.val_acc_history else None,
-            "best_train_acc": max(s.train_acc_history) if s.train_acc_history else None,
-            "final_val_acc": s.val_acc_history[-1] if s.val_acc_history else None,
-            "final_train_acc": s.train_acc_history[-1] if s.train_acc_history else None,
+            "best_val_acc": result.best.get("val_acc"),
+            "best_train_acc": result.best.get("train_acc"),
+            "final_val_acc": last.get("val_acc"),
+            "final_train_acc": last.get("train_acc"),
             "iterations": s.iteration,
             "epochs": s.epoch,
             "train_time_s": round(train_seconds, 3),
