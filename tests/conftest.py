@@ -117,7 +117,8 @@ def make_run(run_dir: Path, *, model: dict | None = None, epochs: int = 3,
              **top) -> Path:
     """A run folder as `cvlab train` leaves it: config.yaml, metrics.csv, summary.json."""
     from cvlab.models.registry import spec_for
-    from cvlab.runs import MetricsLogger, write_summary
+    from cvlab.records.metrics import MetricsLogger
+    from cvlab.records.summary import write_summary
     from cvlab.train.core import final_loss_metrics
 
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -152,7 +153,7 @@ def make_run(run_dir: Path, *, model: dict | None = None, epochs: int = 3,
 
 def make_sweep(sweep_dir: Path, jobs: list[dict]) -> Path:
     """A Hydra multirun folder: multirun.yaml, job folders 0/, 1/, ..., the sweep summary."""
-    from cvlab.runs import summarize_sweep
+    from cvlab.records.sweeps import summarize_sweep
 
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / "multirun.yaml").write_text("hydra: {mode: MULTIRUN}\n")

@@ -10,7 +10,7 @@ import pytest
 
 from cvlab.config.typed import train_config as validate_train
 from cvlab.errors import UserError
-from cvlab.runs import read_summary
+from cvlab.records.summary import read_summary
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -106,7 +106,7 @@ def test_missing_coco_is_a_user_error(tmp_path, train_in):
 
 
 def test_config_rejects_bad_values():
-    from cvlab.config import ConfigError
+    from cvlab.validation import ConfigError
 
     with pytest.raises(ConfigError, match="model.cell_type='gru' is not allowed"):
         validate_train({"model": {"type": "captioning", "cell_type": "gru"}})

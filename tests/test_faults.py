@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cvlab.runs import read_summary
-from cvlab.train.state import load_state
+from cvlab.records.state import load_state
+from cvlab.records.summary import read_summary
 
 TINY = ["dataset=synthetic", "dataset.synthetic_train=300", "dataset.synthetic_test=50",
         "dataset.num_train=100", "dataset.num_val=50", "dataset.num_test=50"]
@@ -154,7 +154,7 @@ def test_a_hostile_checkpoint_is_refused_and_never_executed(tmp_path, cvlab, fam
 def test_the_same_clock_reading_never_shares_a_run_folder(tmp_path, cvlab, monkeypatch):
     import datetime
 
-    import cvlab.runs as runs
+    import cvlab.records.folders as runs
 
     class Frozen(datetime.datetime):
         @classmethod

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cvlab import layers as L
+from cvlab.defaults import HYPERPARAMETERS
 from cvlab.train import optim
 from cvlab.train.optim import UPDATE_RULES, apply_updates
 
@@ -44,7 +45,7 @@ def _pure_trajectory(rule, params, grads_per_step, config):
        data=st.data())
 def test_in_place_updates_equal_the_pure_rules_bit_for_bit(name, dtype, seed, steps, data):
     config = {key: data.draw(hyperparameters[key], label=key)
-              for key in optim.HYPERPARAMETERS[name]}
+              for key in HYPERPARAMETERS[name]}
     rng = np.random.RandomState(seed)
     shapes = {"W": (rng.randint(1, 40), rng.randint(1, 9)), "b": (rng.randint(1, 9),),
               "big": (optim.PART_SIZE + 17,)}  # split into parts for the threads

@@ -16,7 +16,7 @@ from cvlab.plot.detect import describe_target
 from cvlab.plot.images import filter_grid
 from cvlab.plot.records import accuracy_series, load_run
 from cvlab.plot.sweeps import weight_scale_series
-from cvlab.runs import write_summary
+from cvlab.records.summary import write_summary
 from cvlab.train.run import save_weights
 
 SCALES = [1e-4, 1e-2, 1.0]

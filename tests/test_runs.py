@@ -11,16 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from cvlab.runs import (
-    MetricsLogger,
-    RunSummary,
-    atomic_write_text,
-    close_interrupted_jobs,
-    create_run_dir,
-    read_summary,
-    summarize_sweep,
-    write_summary,
-)
+from cvlab.records.files import atomic_write_text
+from cvlab.records.folders import create_run_dir
+from cvlab.records.metrics import MetricsLogger
+from cvlab.records.summary import RunSummary, read_summary, write_summary
+from cvlab.records.sweeps import close_interrupted_jobs, summarize_sweep
 
 
 def test_metrics_rows_are_flushed_and_readable_while_running(tmp_path):
@@ -87,7 +82,7 @@ def test_atomic_write_leaves_the_old_file_and_no_temporary_on_failure(tmp_path, 
 
 def test_summary_on_a_full_disk_is_overwritten_in_place(tmp_path, monkeypatch):
     write_summary(tmp_path, status="running")
-    import cvlab.runs as runs
+    import cvlab.records.summary as runs
 
     def no_space(path, text):
         raise OSError(errno.ENOSPC, "No space left on device")

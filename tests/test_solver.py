@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cvlab.models import FullyConnectedNet
-from cvlab.runs import read_metrics
+from cvlab.records.metrics import read_metrics
 from cvlab.train.core import Records
 from cvlab.train.solver import Solver
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from cvlab.models import FullyConnectedNet
-from cvlab.runs import read_metrics
-from cvlab.train.core import CHECKPOINT_NAME, Interrupted, Records
+from cvlab.records.files import CHECKPOINT_NAME
+from cvlab.records.metrics import read_metrics
+from cvlab.records.state import StateError, load_state
+from cvlab.train.core import Interrupted, Records
 from cvlab.train.solver import Solver
-from cvlab.train.state import StateError, load_state
 
 pytestmark = pytest.mark.numerics  # rerun by `make test-portable`
 

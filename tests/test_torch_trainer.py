@@ -66,7 +66,7 @@ def fit(model, data, recipe, run_dir, resume_from=None):
     task = TorchRunTask(model, data, recipe, torch.device("cpu"))
     resumed = None
     if resume_from is not None:
-        from cvlab.train.state import load_state
+        from cvlab.records.state import load_state
 
         tree = load_state(resume_from / "checkpoint.npz")
         task.load_state(tree["task"])

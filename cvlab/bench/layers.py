@@ -34,7 +34,8 @@ from cvlab.config.commands import BenchConfig
 from cvlab.layers import threads as layer_threads
 from cvlab.layers.fast import fallback_notice
 from cvlab.progress import console
-from cvlab.runs import atomic_write_text, write_summary
+from cvlab.records.files import atomic_write_text
+from cvlab.records.summary import write_summary
 
 log = logging.getLogger(__name__)
 

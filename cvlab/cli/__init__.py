@@ -226,7 +226,7 @@ def execute(name: str, cfg: Any, run_dir: Path, overrides: list[str],
     from omegaconf import OmegaConf
 
     from cvlab.config.typed import typed
-    from cvlab.runs import atomic_write_text
+    from cvlab.records.files import atomic_write_text
     from cvlab.train.core import Interrupted, signals_as_interrupts
 
     if multirun:
@@ -261,7 +261,7 @@ def execute(name: str, cfg: Any, run_dir: Path, overrides: list[str],
                overrides=overrides)
         return fail(f"cvlab {name}: {type(err).__name__}: {err} "
                     f"(traceback in {run_dir / 'error.log'})", 1), None
-    from cvlab.runs import read_summary
+    from cvlab.records.summary import read_summary
 
     summary = read_summary(run_dir) if COMMANDS[name].run_folder else None
     if multirun and summary is not None:
@@ -294,7 +294,7 @@ def _close(name: str, run_dir: Path, **fields: Any) -> None:
     """Record how a run ended in its summary.json, keeping a final status already written
     (an interrupted training run records itself); never raises. A command without a run
     folder runs in the current directory, which is not its to write."""
-    from cvlab.runs import read_summary, write_summary
+    from cvlab.records.summary import read_summary, write_summary
 
     if not COMMANDS[name].run_folder:
         return
@@ -311,7 +311,7 @@ class SweepSummaryCallback:
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         from cvlab.cli.prepare import print_sweep_table
-        from cvlab.runs import summarize_sweep
+        from cvlab.records.sweeps import summarize_sweep
 
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():

@@ -67,7 +67,7 @@ def prepare(name: str, args: list[str]) -> tuple[list[str], Path | None]:
         check_resume_config(plan.jobs[0][1], Path(plan.jobs[0][1].resume))
     run_dir, extra = create_output_folder(name, plan.base, args, plan.multirun)
     if plan.multirun and not plan.sampling:
-        from cvlab.runs import write_sweep_plan
+        from cvlab.records.sweeps import write_sweep_plan
 
         write_sweep_plan(run_dir, [job for job, _ in plan.jobs])
     return [*args, *extra], run_dir
@@ -101,8 +101,8 @@ def with_resumed_overrides(args: list[str]) -> list[str]:
 
 def resolve_resume(value: str, overrides: list[str]) -> Path:
     """The run folder `resume=` names (`latest`: the newest run with a checkpoint)."""
-    from cvlab.runs import latest_run_with
-    from cvlab.train.core import CHECKPOINT_NAME
+    from cvlab.records.files import CHECKPOINT_NAME
+    from cvlab.records.folders import latest_run_with
 
     if value == "latest":
         roots = [o.split("=", 1)[1] for o in overrides if override_key(o) == "outputs_root"]
@@ -144,7 +144,7 @@ def create_output_folder(name: str, cfg: Any, args: list[str],
     """Create the run (or sweep) folder exclusively before Hydra starts; the override that
     points Hydra at it. A folder given as hydra.run.dir / hydra.sweep.dir must be new or empty
     (a run never reuses a folder)."""
-    from cvlab.runs import create_run_dir, default_run_parent
+    from cvlab.records.folders import create_run_dir, default_run_parent
 
     key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     given = [a for a in args if override_key(a) == key]
@@ -163,7 +163,9 @@ def create_output_folder(name: str, cfg: Any, args: list[str],
 def finish_interrupted(name: str, run_dir: Path | None, err: BaseException) -> int:
     """SIGINT / SIGTERM reached this process during a run or sweep: record, one line."""
     from cvlab.cli import fail
-    from cvlab.runs import SWEEP_PLAN, close_interrupted_jobs, job_dirs, summarize_sweep
+    from cvlab.records.files import SWEEP_PLAN
+    from cvlab.records.folders import job_dirs
+    from cvlab.records.sweeps import close_interrupted_jobs, summarize_sweep
 
     code = getattr(err, "exit_code", 130)
     if run_dir is not None and run_dir.is_dir() and (job_dirs(run_dir)

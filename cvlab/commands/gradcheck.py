@@ -23,7 +23,7 @@ from cvlab.checks import CheckRow, check_names, get_check
 from cvlab.config.commands import GradcheckConfig
 from cvlab.errors import UserError
 from cvlab.progress import console
-from cvlab.runs import write_summary
+from cvlab.records.summary import write_summary
 
 log = logging.getLogger(__name__)
 

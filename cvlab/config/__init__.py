@@ -1,51 +1,5 @@
-"""The config layer: dataclass schemas (registered in Hydra's ConfigStore by
-cvlab.config.store), the range checks they run, and the one validation point
-(cvlab.config.typed) that turns a composed config into typed dataclasses.
-
-A bad value is a ConfigError: one line naming the key, the value and what is allowed.
+"""The config layer: the commands' schemas (cvlab.config.train, cvlab.config.commands), their
+registration in Hydra's ConfigStore (store), composition with every sweep job checked
+(compose) and the one validation point that turns a composition into typed dataclasses
+(typed). The check helpers the schemas use live below it, in cvlab.validation.
 """
-
-from __future__ import annotations
-
-import math
-from collections.abc import Iterable
-from typing import Any
-
-from cvlab.errors import UserError
-
-DTYPES = ("float32", "float64")
-SEED_LIMIT = 2**32  # numpy's RandomState takes seeds in [0, 2**32)
-
-
-class ConfigError(UserError):
-    """One bad config value: `key`, `value` and what is `allowed`."""
-
-    def __init__(self, key: str, value: Any, allowed: str) -> None:
-        self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(f"{key}={value!r} is not allowed: {allowed}")
-
-    def prefixed(self, prefix: str) -> ConfigError:
-        return ConfigError(f"{prefix}.{self.key}" if prefix else self.key, self.value, self.allowed)
-
-
-def check(condition: bool, key: str, value: Any, allowed: str) -> None:
-    """Raise ConfigError(key, value, allowed) unless `condition` holds."""
-    if not condition:
-        raise ConfigError(key, value, allowed)
-
-
-def check_choice(key: str, value: Any, choices: Iterable[Any]) -> None:
-    choices = list(choices)
-    check(value in choices, key, value, "one of " + ", ".join(map(str, choices)))
-
-
-def check_positive(key: str, value: Any, allow_none: bool = False) -> None:
-    """A finite number > 0 (or None when allowed)."""
-    if value is None and allow_none:
-        return
-    check(value is not None and math.isfinite(value) and value > 0, key, value,
-          "a finite number > 0")
-
-
-def check_seed(key: str, value: int) -> None:
-    check(0 <= value < SEED_LIMIT, key, value, "an integer in [0, 2**32) (numpy's seeds)")

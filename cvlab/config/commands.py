@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cvlab.config import check, check_choice, check_seed
 from cvlab.config.train import DatasetConfig
+from cvlab.validation import check, check_choice, check_seed
 
 
 @dataclass

@@ -34,11 +34,11 @@ from omegaconf.errors import (
     ValidationError,
 )
 
-from cvlab.config import ConfigError
 from cvlab.config.store import register_schemas
 from cvlab.config.typed import typed, without_hydra
 from cvlab.errors import UserError
 from cvlab.paths import config_dir
+from cvlab.validation import ConfigError
 
 
 @dataclass

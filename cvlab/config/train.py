@@ -14,10 +14,10 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from cvlab.config import check, check_choice, check_positive, check_seed
 from cvlab.data.constants import DATASET_NAMES
-from cvlab.train.optim import DEFAULTS as RULE_DEFAULTS
-from cvlab.train.solver import DEFAULTS as SOLVER_DEFAULTS
+from cvlab.defaults import SOLVER as SOLVER_DEFAULTS
+from cvlab.defaults import UPDATE_RULES as RULE_DEFAULTS
+from cvlab.validation import check, check_choice, check_positive, check_seed
 
 OPTIMIZERS = ("sgd", "sgd_momentum", "rmsprop", "adam", "adamw")
 SCHEDULES = ("none", "step", "warmup_linear", "onecycle")
@@ -184,7 +184,7 @@ class TrainConfig:
     outputs_root: str = "outputs"
 
     def __post_init__(self) -> None:
-        from cvlab.runs import METRIC_KEYS
+        from cvlab.records.summary import METRIC_KEYS
 
         check_seed("seed", self.seed)
         check(self.epochs > 0, "epochs", self.epochs, "an integer > 0")

@@ -16,8 +16,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from cvlab.config import ConfigError
 from cvlab.config.train import DatasetConfig, DeviceConfig, OptimizerConfig, TrainConfig
+from cvlab.validation import ConfigError
 
 # Fields each family ignores (the optimizer's and device's are used by PyTorch models only).
 TORCH_ONLY = ("optimizer.nesterov", "optimizer.weight_decay", "optimizer.schedule",

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from cvlab.paths import cache_home
-from cvlab.runs import atomic_write, atomic_write_text
+from cvlab.records.files import atomic_write, atomic_write_text
 
 META = "meta.json"
 FORMAT = 2

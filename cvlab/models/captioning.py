@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cvlab.config import DTYPES, check, check_choice, check_positive
 from cvlab.models.registry import ModelSpec, register
+from cvlab.validation import DTYPES, check, check_choice, check_positive
 
 CELL_TYPES = ("rnn", "lstm")
 

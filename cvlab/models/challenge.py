@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from cvlab.config import check, check_positive
 from cvlab.models.registry import ModelSpec, register
 from cvlab.models.torch_common import TorchModelConfig
+from cvlab.validation import check, check_positive
 
 
 @dataclass

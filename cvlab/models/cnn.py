@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from cvlab.config import DTYPES, check, check_choice, check_positive
 from cvlab.layers import (
     affine_backward,
     affine_forward,
@@ -24,6 +23,7 @@ from cvlab.layers import (
 )
 from cvlab.models.fc_net import draw_normal
 from cvlab.models.registry import ModelSpec, register
+from cvlab.validation import DTYPES, check, check_choice, check_positive
 
 
 @dataclass

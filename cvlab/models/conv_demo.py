@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from cvlab.config import check
 from cvlab.errors import UserError
 from cvlab.models.registry import ModelSpec, register
-from cvlab.runs import atomic_write
+from cvlab.records.files import atomic_write
+from cvlab.validation import check
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from cvlab.config import DTYPES, check, check_choice, check_positive
 from cvlab.layers import (
     affine_backward,
     affine_forward,
@@ -29,6 +28,7 @@ from cvlab.layers import (
 )
 from cvlab.layers._validate import check_class_labels, check_nonempty
 from cvlab.models.registry import ModelSpec, register
+from cvlab.validation import DTYPES, check, check_choice, check_positive
 
 NORMALIZATIONS = ("none", "batchnorm", "layernorm")
 

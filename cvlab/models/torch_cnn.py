@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cvlab.config import check_choice, check_positive
 from cvlab.models.registry import ModelSpec, register
 from cvlab.models.torch_common import API_LEVELS, TorchModelConfig
+from cvlab.validation import check_choice, check_positive
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cvlab.config import DTYPES, check, check_choice
+from cvlab.validation import DTYPES, check, check_choice
 
 API_LEVELS = ("barebones", "module", "sequential")
 FLIP_MODES = ("none", "random", "alternating")

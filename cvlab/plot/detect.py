@@ -59,7 +59,8 @@ def member_dirs(path: Path) -> list[Path]:
 def latest_train_dir(outputs_root: Path) -> Path:
     """The newest train run or sweep under `outputs_root` that has something to plot: a
     failed run (or a sweep whose every job failed) is skipped, and the choice is said."""
-    from cvlab.runs import job_dirs, read_summary, run_folders
+    from cvlab.records.folders import job_dirs, run_folders
+    from cvlab.records.summary import read_summary
 
     skipped = 0
     for folder, sweep in reversed(run_folders(outputs_root)):

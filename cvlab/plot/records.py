@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cvlab import runs
-from cvlab.runs import RunSummary, read_summary
+from cvlab.records import files
+from cvlab.records.summary import RunSummary, read_summary
 
 
 @dataclass
@@ -72,9 +72,9 @@ class RunRecord:
 
 
 def flatten(tree: Any) -> dict[str, Any]:
-    """cvlab.runs.flatten with lists as tuples (hashable, for grouping runs)."""
+    """cvlab.records.files.flatten with lists as tuples (hashable, for grouping runs)."""
     return {key: tuple(value) if isinstance(value, list) else value
-            for key, value in runs.flatten(tree).items()}
+            for key, value in files.flatten(tree).items()}
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:

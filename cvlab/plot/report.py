@@ -11,7 +11,7 @@ from typing import Any
 
 from cvlab.plot.detect import Target
 from cvlab.plot.records import RunRecord
-from cvlab.runs import atomic_write_text
+from cvlab.records.files import atomic_write_text
 
 KIND_TITLES = {
     "run": "Run",

@@ -30,7 +30,7 @@ def figure(ncols: int, nrows: int = 1, panel: tuple[float, float] = (5.0, 3.8)) 
 
 def save(fig: Any, path: Path) -> Path:
     """Write `fig` as PNG to `path` (atomically, folders created) and close it."""
-    from cvlab.runs import atomic_write
+    from cvlab.records.files import atomic_write
 
     try:
         fig.tight_layout()

@@ -20,7 +20,7 @@ from cvlab.data.coco import decode_captions, find_coco, load_coco_data
 from cvlab.errors import UserError
 from cvlab.metrics.bleu import corpus_bleu, mean_course_bleu
 from cvlab.models.registry import ModelSpec
-from cvlab.runs import atomic_write_text, to_json
+from cvlab.records.files import atomic_write_text, to_json
 from cvlab.train.caption_solver import CaptioningSolver, CaptioningSolverTask
 from cvlab.train.core import LoopResult
 from cvlab.train.device import device_name, resolve_device, set_torch_threads

@@ -7,7 +7,7 @@ Per update the loop calls `task.step()`, and at the end of each epoch `task.end_
 Evaluations (`task.evaluate()`) run where `task.should_evaluate(epoch_end)` says and after the
 last update. The loop writes one metrics.csv row per update (the evaluation's numbers join the
 row of the update they follow), prints the course's progress lines, draws the progress bar,
-applies the divergence rule, saves a checkpoint (`task.state()`, cvlab.train.state) at each
+applies the divergence rule, saves a checkpoint (`task.state()`, cvlab.records.state) at each
 epoch end, and turns SIGINT / SIGTERM into status `interrupted` with the last checkpoint intact.
 
 Divergence rule: a run stops as `diverged` when a training loss is not finite, or exceeds
@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cvlab.progress import ProgressReporter
-from cvlab.runs import MetricsLogger
+from cvlab.records.files import CHECKPOINT_NAME
+from cvlab.records.metrics import MetricsLogger
 
 DIVERGENCE_FACTOR = 1000.0
-CHECKPOINT_NAME = "checkpoint.npz"
 BASE_COLUMNS = ("iteration", "epoch", "loss", "lr", "elapsed_s")
 
 
@@ -290,7 +290,7 @@ class _Loop:
 
     def checkpoint(self) -> None:
         if self.records is not None and self.records.checkpoint:
-            from cvlab.train.state import save_state
+            from cvlab.records.state import save_state
 
             save_state(self.records.run_dir / CHECKPOINT_NAME,
                        {"meta": self.records.meta, "loop": self.loop_state(),

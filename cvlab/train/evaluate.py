@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from cvlab.errors import UserError
-from cvlab.runs import atomic_write_text, read_summary, to_json
+from cvlab.records.files import atomic_write_text, to_json
+from cvlab.records.summary import read_summary
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,9 @@ def _run_config(run_dir: Path, device: str | None) -> tuple[Any, Any]:
     """The run's typed TrainConfig (its device replaced when asked) and its summary."""
     import yaml
 
-    from cvlab.config import ConfigError
     from cvlab.config.train import RENAMED_KEYS
     from cvlab.config.typed import train_config
+    from cvlab.validation import ConfigError
 
     summary = read_summary(run_dir)
     config_path = run_dir / "config.yaml"
@@ -101,7 +102,7 @@ def _weights_path(run_dir: Path, weights: str) -> Path:
 
 def latest_evaluable(outputs_root: Path) -> Path:
     """The newest train run (or sweep job) with saved weights."""
-    from cvlab.runs import latest_run_with
+    from cvlab.records.folders import latest_run_with
 
     found = latest_run_with(outputs_root, WEIGHT_FILES["last"])
     if found is None:

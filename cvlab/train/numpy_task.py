@@ -40,7 +40,8 @@ def load_data(dataset_cfg: Any, dtype: str, announce: Any) -> tuple[Any, dict[st
 
 def optim_config_of(optimizer_cfg: Any) -> dict[str, float]:
     """The update rule's hyperparameters from the optimizer section."""
-    from cvlab.train.optim import HYPERPARAMETERS, UPDATE_RULES
+    from cvlab.defaults import HYPERPARAMETERS
+    from cvlab.train.optim import UPDATE_RULES
 
     if optimizer_cfg.name not in UPDATE_RULES:
         raise UserError(f"optimizer={optimizer_cfg.name!r} is not available for numpy models: "

@@ -25,22 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from cvlab.defaults import UPDATE_RULES as DEFAULTS
+
 Config = dict[str, Any]
 UpdateRule = Callable[[np.ndarray, np.ndarray, Config | None], tuple[np.ndarray, Config]]
-
-
-# The course's defaults of each rule's hyperparameters (and of Adam's step count t).
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "sgd": {"learning_rate": 1e-2},
-    "sgd_momentum": {"learning_rate": 1e-2, "momentum": 0.9},
-    "rmsprop": {"learning_rate": 1e-2, "decay_rate": 0.99, "epsilon": 1e-8},
-    "adam": {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "t": 0},
-}
-
-# Hyperparameter keys each rule reads (the rest of an optimizer config is ignored by it).
-HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
-    name: tuple(key for key in defaults if key != "t") for name, defaults in DEFAULTS.items()
-}
 
 
 def _with_defaults(config: Config | None, rule: str) -> Config:

@@ -28,9 +28,9 @@ from typing import Any
 
 from cvlab.errors import UserError
 from cvlab.models.registry import ModelSpec, spec_for
-from cvlab.runs import RunSummary, flatten, save_summary
+from cvlab.records.files import CHECKPOINT_NAME, flatten
+from cvlab.records.summary import RunSummary, save_summary
 from cvlab.train.core import (
-    CHECKPOINT_NAME,
     Interrupted,
     LoopOptions,
     LoopResult,
@@ -183,7 +183,7 @@ def _record(summary: RunSummary, task: Any, result: LoopResult, run_dir: Path) -
 def save_weights(run_dir: Path, weights: dict[str, dict[str, Any]],
                  summary: RunSummary) -> list[str]:
     """Write each named set of weights (model, model_best) to <name>.npz; the file names."""
-    from cvlab.train.state import save_state
+    from cvlab.records.state import save_state
 
     files = []
     for name, arrays in weights.items():
@@ -196,7 +196,7 @@ def save_weights(run_dir: Path, weights: dict[str, dict[str, Any]],
 
 def load_weights(path: Path) -> dict[str, Any]:
     """The tree save_weights wrote: family, model_type and the weights (StateError if not)."""
-    from cvlab.train.state import load_state
+    from cvlab.records.state import load_state
 
     return load_state(path, kind=WEIGHTS_KIND)
 
@@ -206,7 +206,7 @@ def resume_into(task: Any, cfg: Any, spec: ModelSpec, source: Path) -> tuple[Pat
 
     The overrides of the new run were checked against the stored config: those that change
     what the checkpoint holds are refused (UserError), a new learning rate is applied."""
-    from cvlab.train.state import load_state
+    from cvlab.records.state import load_state
 
     source = source.expanduser()
     path = source / CHECKPOINT_NAME

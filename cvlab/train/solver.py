@@ -161,7 +161,7 @@ class Solver:
             self.best_val_acc = max(val_acc, self.best_val_acc)
             self.best_params = {k: v.copy() for k, v in self.model.params.items()}
         if self.checkpoint_name is not None:  # the course's checkpoint at each check
-            from cvlab.train.state import save_state
+            from cvlab.records.state import save_state
 
             save_state(Path(f"{self.checkpoint_name}_epoch_{self.epoch}.npz"), self.state())
         return train_acc, val_acc
@@ -218,8 +218,8 @@ class Solver:
 
     def resume(self, path: Path) -> None:
         """Load the training state of a run folder's checkpoint.npz (or of that file)."""
-        from cvlab.train.core import CHECKPOINT_NAME
-        from cvlab.train.state import load_state
+        from cvlab.records.files import CHECKPOINT_NAME
+        from cvlab.records.state import load_state
 
         path = Path(path)
         tree = load_state(path / CHECKPOINT_NAME if path.is_dir() else path)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cvlab.config import ConfigError
+from cvlab.validation import ConfigError
 
 SCHEDULES = ("none", "step", "warmup_linear", "onecycle")
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from cvlab.errors import UserError
-from cvlab.runs import atomic_file
+from cvlab.records.files import atomic_file
 
 FORMAT = "cvlab-state"
 VERSION = 1

@@ -1,0 +1,96 @@
+"""A sweep's records: its plan (every job's overrides, written before the first starts), the
+closing of an interrupted sweep, and its summary of all jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from cvlab.records.files import (
+    SWEEP_PLAN,
+    SWEEP_SUMMARY_CSV,
+    SWEEP_SUMMARY_JSON,
+    atomic_write_text,
+    to_json,
+)
+from cvlab.records.folders import job_dirs
+from cvlab.records.summary import RunSummary, read_summary, save_summary
+
+
+def write_sweep_plan(sweep_dir: Path, jobs: Sequence[Sequence[str]]) -> None:
+    """Record the overrides of every job a sweep is about to run (before the first starts), so
+    that a sweep stopped early still lists the jobs it never started."""
+    plan = [{"job": number, "overrides": list(job)} for number, job in enumerate(jobs)]
+    atomic_write_text(Path(sweep_dir) / SWEEP_PLAN, to_json(plan))
+
+
+def read_sweep_plan(sweep_dir: Path) -> dict[int, list[str]]:
+    """Job number -> overrides from the sweep's plan; {} when there is none or it is not one."""
+    try:
+        entries = json.loads((Path(sweep_dir) / SWEEP_PLAN).read_text())
+        return {int(e["job"]): [str(o) for o in e["overrides"]] for e in entries}
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
+
+
+def close_interrupted_jobs(sweep_dir: Path) -> list[int]:
+    """After a sweep was interrupted: mark its jobs still `running` (their worker was stopped
+    before it could say so) or without a summary (stopped while starting) as `interrupted`,
+    and remove the temporary files of writes that were cut short; returns their numbers."""
+    closed = []
+    for job in job_dirs(sweep_dir):
+        for stray in job.rglob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                stray.unlink()
+        summary = read_summary(job)
+        if summary is None or summary.status == "running":
+            summary = summary or RunSummary()
+            summary.status = "interrupted"
+            summary.error = summary.error or "the sweep was interrupted while this job ran"
+            save_summary(job, summary)
+            closed.append(int(job.name))
+    return closed
+
+
+def sweep_rows(sweep_dir: Path, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """One row per job: job, status, overrides, metrics, settings, dataset, wall time, error.
+
+    A job folder without a summary (killed before it wrote one) is reported as failed; a
+    planned job without a folder (the sweep stopped before it) as `not_started`.
+    """
+    wanted = set(keys) if keys is not None else None
+    rows = []
+    planned = read_sweep_plan(sweep_dir)
+    for job in job_dirs(sweep_dir):
+        planned.pop(int(job.name), None)
+        summary = read_summary(job) or RunSummary(status="failed", error="no summary.json")
+        row: dict[str, Any] = {"job": int(job.name), "status": summary.status}
+        if summary.overrides:
+            row["overrides"] = " ".join(summary.overrides)
+        for key, value in {**summary.settings, **summary.metrics}.items():
+            if wanted is None or key in wanted:
+                row[key] = value
+        for key in ("family", "dataset", "wall_time_s", "error"):
+            if getattr(summary, key) is not None:
+                row[key] = getattr(summary, key)
+        rows.append(row)
+    rows += [{"job": number, "status": "not_started", "overrides": " ".join(overrides)}
+             for number, overrides in planned.items()]
+    return sorted(rows, key=lambda row: row["job"])
+
+
+def summarize_sweep(sweep_dir: Path, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Write sweep_summary.json / .csv from every job's summary; return the rows."""
+    import pandas as pd
+
+    rows = sweep_rows(sweep_dir, keys)
+    atomic_write_text(Path(sweep_dir) / SWEEP_SUMMARY_JSON, to_json(rows))
+    atomic_write_text(Path(sweep_dir) / SWEEP_SUMMARY_CSV,
+                      pd.DataFrame(rows).to_csv(index=False))
+    return rows
+
+
