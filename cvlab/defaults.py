@@ -35,3 +35,7 @@ UPDATE_RULES: dict[str, dict[str, Any]] = {
 HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
     name: tuple(key for key in defaults if key != "t") for name, defaults in UPDATE_RULES.items()
 }
+
+# The course's CaptioningRNN constructor (its notebook trains wordvec 256 / hidden 512).
+CAPTIONING_RNN: dict[str, Any] = {"input_dim": 512, "wordvec_dim": 128, "hidden_dim": 128,
+                                  "cell_type": "rnn"}

@@ -14,7 +14,6 @@ from typing import Any
 
 from cvlab.errors import UserError
 
-DTYPES = ("float32", "float64")
 SEED_LIMIT = 2**32  # numpy's RandomState takes seeds in [0, 2**32)
 
 

@@ -144,7 +144,7 @@ def make_run(run_dir: Path, *, model: dict | None = None, epochs: int = 3,
                            lr=lr)
                 lr *= lr_decay
     model_type = config["model"].get("type", "fc_net")
-    write_summary(run_dir, status=status, command="train", family=spec_for(model_type).family,
+    write_summary(run_dir, status=status, command="train", family=spec_for(model_type).family.name,
                   model_type=model_type, dataset="synthetic", wall_time_s=1.5,
                   metrics={"best_val_acc": final_acc * 0.8, "best_train_acc": final_acc,
                            **final_loss_metrics([float(v) for v in losses])})
@@ -215,7 +215,7 @@ def http_folder(tmp_path):
 @pytest.fixture
 def train_in():
     """`train_in(run_dir, cfg)` trains a validated TrainConfig in `run_dir` as `cvlab train`
-    does (config.yaml first); returns the RunSummary."""
+    does (its preflight checks, then config.yaml); returns the RunSummary."""
     return _train_in
 
 
@@ -224,8 +224,9 @@ def _train_in(run_dir: Path, cfg):
 
     import yaml
 
-    from cvlab.train.run import train
+    from cvlab.run.train import preflight, train
 
+    preflight(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg)))
     return train(cfg, run_dir)

@@ -12,7 +12,7 @@ import pytest
 from conftest import TINY_DATA
 from PIL import Image
 
-from cvlab.train.run import load_weights
+from cvlab.records.reader import RunFolder
 
 CNN_TINY = ["model.num_filters=4", "model.hidden_dim=10", "dataset.num_train=60"]
 
@@ -78,8 +78,8 @@ def test_resume_through_the_cli_matches_an_uninterrupted_run(cvlab, tmp_path):
     resumed = cvlab("train", *args, "epochs=4", f"resume={first_dir}", cwd=tmp_path / "resumed")
     assert resumed.returncode == 0, resumed.stderr
     (resumed_dir,) = _run_folders(tmp_path / "resumed")
-    a = load_weights(full_dir / "model.npz")["weights"]["params"]
-    b = load_weights(resumed_dir / "model.npz")["weights"]["params"]
+    a = RunFolder(full_dir).weights("model")["weights"]["params"]
+    b = RunFolder(resumed_dir).weights("model")["weights"]["params"]
     for name in a:
         np.testing.assert_array_equal(a[name], b[name])
 
@@ -165,7 +165,7 @@ def test_cnn_experiments_end_to_end_and_plot(cvlab, tmp_path, experiment):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed"
     assert summary["experiment"] == experiment and summary["family"] == "numpy"
-    assert load_weights(run / "model.npz")["weights"]["params"]["W1"].shape == (4, 3, 7, 7)
+    assert RunFolder(run).weights("model")["weights"]["params"]["W1"].shape == (4, 3, 7, 7)
     _plot(cvlab, run, {"curves.png", "filters.png"})
 
 

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cvlab.config.train import ModelConfig
+from cvlab.families.numpy import NUMPY
 from cvlab.layers import affine_backward, affine_forward, softmax_loss
 from cvlab.models.registry import ModelSpec, register
 
 
 @dataclass
-class SoftmaxRegressionConfig:
+class SoftmaxRegressionConfig(ModelConfig):
     type: str = "softmax_regression"
     weight_scale: float = 1e-3
 
@@ -46,7 +48,7 @@ def build(cfg, input_shape, num_classes, rng):
     return SoftmaxRegression(int(np.prod(input_shape)), num_classes, cfg.weight_scale, rng)
 
 
-SPEC = register(ModelSpec(name="softmax_regression", family="numpy",
+SPEC = register(ModelSpec(name="softmax_regression", family=NUMPY,
                           schema=SoftmaxRegressionConfig, build=build))
 '''
 

@@ -16,8 +16,8 @@ from cvlab.plot.detect import describe_target
 from cvlab.plot.images import filter_grid
 from cvlab.plot.records import accuracy_series, load_run
 from cvlab.plot.sweeps import weight_scale_series
+from cvlab.records.state import save_weights
 from cvlab.records.summary import write_summary
-from cvlab.train.run import save_weights
 
 SCALES = [1e-4, 1e-2, 1.0]
 
@@ -136,9 +136,9 @@ def test_single_cnn_run_draws_curves_and_the_filter_grid(tmp_path):
                                                 "num_filters": 32, "filter_size": 7})
     rng = np.random.default_rng(0)
     # as a numpy run leaves it: model.npz (W1, b1, ...)
-    save_weights(run_dir, {"model": {"W1": rng.normal(size=(32, 3, 7, 7)), "b1": np.zeros(32),
-                                     "W2": rng.normal(size=(10, 10))}},
-                 load_run(run_dir).summary)
+    save_weights(run_dir / "model.npz", "numpy", "three_layer_convnet",
+                 {"W1": rng.normal(size=(32, 3, 7, 7)), "b1": np.zeros(32),
+                  "W2": rng.normal(size=(10, 10))})
     result = plot_folder(run_dir)
     assert result.target.kind == "run" and not result.target.is_set
     assert [p.name for p in result.figures] == ["curves.png", "filters.png"]
@@ -184,8 +184,8 @@ def test_torch_cnn_filters_from_its_weights(tmp_path):
     torch = pytest.importorskip("torch")
     run_dir = make_run(tmp_path / "torch", model={"type": "torch_cnn", "api": "sequential"})
     weight = torch.randn(16, 3, 5, 5)
-    save_weights(run_dir, {"model": {"0.weight": weight, "0.bias": torch.zeros(16)}},
-                 load_run(run_dir).summary)
+    save_weights(run_dir / "model.npz", "torch", "torch_cnn",
+                 {"0.weight": weight, "0.bias": torch.zeros(16)})
     result = plot_folder(run_dir)
     assert [p.name for p in result.figures] == ["curves.png", "filters.png"]
     from cvlab.plot.records import first_layer_filters

@@ -11,7 +11,8 @@ from cvlab.models import FullyConnectedNet
 from cvlab.records.files import CHECKPOINT_NAME
 from cvlab.records.metrics import read_metrics
 from cvlab.records.state import StateError, load_state
-from cvlab.train.core import Interrupted, Records
+from cvlab.train.core import Records
+from cvlab.train.signals import Interrupted
 from cvlab.train.solver import Solver
 
 pytestmark = pytest.mark.numerics  # rerun by `make test-portable`

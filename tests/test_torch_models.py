@@ -9,15 +9,15 @@ import torch
 import torch.nn.functional as F
 
 from cvlab.models.challenge import ChallengeConfig, build
-from cvlab.models.nets.challenge import predict_with_tta
 from cvlab.models.nets.torch_nets import (
-    API_LEVELS,
     build_three_layer_convnet,
     build_two_layer_fc,
     random_weight,
     three_layer_convnet,
     two_layer_fc,
 )
+from cvlab.train.augment import predict_with_tta
+from cvlab.vocab import API_LEVELS
 
 BUILDERS = {
     "fc": lambda api, **kw: build_two_layer_fc(api, (3, 32, 32), kw.get("hidden", 4000), 10),

@@ -15,9 +15,9 @@ from cvlab.config.train import OptimizerConfig
 from cvlab.config.typed import train_config as validate_train
 from cvlab.errors import UserError
 from cvlab.models.nets.torch_nets import build_three_layer_convnet
+from cvlab.run.train import preflight, train
 from cvlab.train import torch_task
 from cvlab.train.core import LoopOptions, Records, run_loop
-from cvlab.train.run import train
 from cvlab.train.torch_schedules import lr_factor
 from cvlab.train.torch_task import DeviceData, Recipe, TorchRunTask, cpu_has_native_bf16
 
@@ -79,7 +79,7 @@ def fit(model, data, recipe, run_dir, resume_from=None):
 def test_training_rises_well_above_chance(tmp_path):
     task, result = fit(tiny_model(), tiny_data(), settings(), tmp_path)
     assert result.status == "completed"
-    assert result.last_metrics["val_acc"] >= 0.7  # chance is 0.25
+    assert result.last["val_acc"] >= 0.7  # chance is 0.25
     metrics = (tmp_path / "metrics.csv").read_text().splitlines()
     assert metrics[0] == "iteration,epoch,loss,train_acc,val_acc,lr,elapsed_s"
     assert len(metrics) == 1 + 3 * 8  # one row per iteration; checks join the epoch's last
@@ -101,7 +101,7 @@ def test_bf16_on_cpu_only_where_the_cpu_has_it(monkeypatch, native):
 @pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16")
 def test_bf16_autocast_on_cpu_still_learns(tmp_path):
     _, result = fit(tiny_model(), tiny_data(), settings(amp="bf16"), tmp_path)
-    assert result.status == "completed" and result.last_metrics["val_acc"] >= 0.7
+    assert result.status == "completed" and result.last["val_acc"] >= 0.7
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
@@ -198,7 +198,7 @@ def test_run_writes_summary_and_refuses_a_checkpoint_of_another_model(tmp_path):
     second = tmp_path / "second"
     second.mkdir()
     with pytest.raises(UserError) as err:
-        train(other, second)
+        preflight(other)
     message = str(err.value)
     assert "channel_1=8" in message and "4" in message and "\n" not in message
 

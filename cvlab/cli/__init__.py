@@ -141,7 +141,7 @@ def overrides_of(args: list[str]) -> list[str]:
 def launch(name: str, args: list[str]) -> int:
     """Check everything, create the run folder, run through Hydra; SIGINT/SIGTERM recorded."""
     from cvlab.cli.prepare import finish_interrupted, prepare
-    from cvlab.train.core import Interrupted, raise_if_interrupted, signals_as_interrupts
+    from cvlab.train.signals import Interrupted, raise_if_interrupted, signals_as_interrupts
 
     try:
         args, run_dir = prepare(name, args)
@@ -227,7 +227,7 @@ def execute(name: str, cfg: Any, run_dir: Path, overrides: list[str],
 
     from cvlab.config.typed import typed
     from cvlab.records.files import atomic_write_text
-    from cvlab.train.core import Interrupted, signals_as_interrupts
+    from cvlab.train.signals import Interrupted, signals_as_interrupts
 
     if multirun:
         _console_warnings_only()  # a sweep job says one line (below); its log has the rest
@@ -277,7 +277,7 @@ def _console_warnings_only() -> None:
 
 
 def _say_job_done(name: str, run_dir: Path, summary: Any) -> None:
-    from cvlab.train.run import done_line
+    from cvlab.run.train import done_line
 
     print(f"cvlab {name}: job {run_dir.name}: {done_line(summary, run_dir)}", flush=True)
 

@@ -61,10 +61,11 @@ def prepare(name: str, args: list[str]) -> tuple[list[str], Path | None]:
                 "hydra/job_logging=cvlab_console"], None
     args = with_resumed_overrides(args)
     plan = compose_plan(name, overrides_of(args), multirun)
-    if name == "train" and plan.jobs and plan.jobs[0][1].resume:
-        from cvlab.train.run import check_resume_config
+    if name == "train":
+        from cvlab.run.train import preflight
 
-        check_resume_config(plan.jobs[0][1], Path(plan.jobs[0][1].resume))
+        for _, cfg in plan.jobs:
+            preflight(cfg)
     run_dir, extra = create_output_folder(name, plan.base, args, plan.multirun)
     if plan.multirun and not plan.sampling:
         from cvlab.records.sweeps import write_sweep_plan

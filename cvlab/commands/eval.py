@@ -1,5 +1,5 @@
 """`cvlab eval run=<run folder>|latest [split=val|test] [weights=best|last]`: score a saved
-model again (cvlab.train.evaluate); writes eval.json into the run folder, creates no folder."""
+model again (cvlab.run.evaluate); writes eval.json into the run folder, creates no folder."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 def main(cfg: EvalConfig, run_dir: Path, overrides: list[str] | None = None) -> int:
-    from cvlab.train.evaluate import evaluate, latest_evaluable
+    from cvlab.run.evaluate import evaluate, latest_evaluable
 
     if cfg.run == "latest":
         target = latest_evaluable(Path(cfg.outputs_root))

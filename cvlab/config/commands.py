@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 
 from cvlab.config.train import DatasetConfig
 from cvlab.validation import check, check_choice, check_seed
+from cvlab.vocab import DEVICES, EVAL_SPLITS, WEIGHT_CHOICES
+
+DATA_ACTIONS = ("info", "fetch")
+BENCH_ACTIONS = ("layers", "train")
 
 
 @dataclass
@@ -32,7 +36,7 @@ class DataConfig:
     outputs_root: str = "outputs"
 
     def __post_init__(self) -> None:
-        check_choice("action", self.action, ("info", "fetch"))
+        check_choice("action", self.action, DATA_ACTIONS)
 
 
 @dataclass
@@ -44,10 +48,10 @@ class EvalConfig:
     outputs_root: str = "outputs"
 
     def __post_init__(self) -> None:
-        check_choice("split", self.split, ("val", "test"))
-        check_choice("weights", self.weights, ("best", "last"))
+        check_choice("split", self.split, EVAL_SPLITS)
+        check_choice("weights", self.weights, WEIGHT_CHOICES)
         if self.device is not None:
-            check_choice("device", self.device, ("auto", "cpu", "cuda", "mps"))
+            check_choice("device", self.device, DEVICES)
 
 
 @dataclass
@@ -60,7 +64,7 @@ class BenchConfig:
     outputs_root: str = "outputs"
 
     def __post_init__(self) -> None:
-        check_choice("action", self.action, ("layers", "train"))
+        check_choice("action", self.action, BENCH_ACTIONS)
         check(self.repeats > 0, "repeats", self.repeats, "an integer > 0")
         check(self.warmup >= 0, "warmup", self.warmup, "an integer >= 0")
         check(self.threads is None or self.threads > 0, "threads", self.threads,

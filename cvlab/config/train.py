@@ -1,16 +1,17 @@
 """Schemas of `cvlab train`: trainer fields at the top, sections model, dataset, optimizer,
-device. Every default lives here (or in the model's schema, cvlab.models); the YAML options
-in configs/ extend these schemas and state only what differs.
+device, logger. Every default lives here (or in the model's schema, cvlab.models, or in the
+course's defaults, cvlab.defaults); the YAML options in configs/ extend these schemas and state
+only what differs.
 
-The `model` section is typed by the schema its YAML option extends (the model type's spec,
-cvlab.models.registry). Fields a family or a dataset does not use are refused when set
-(cvlab.config.typed).
+The `model` section is a ModelConfig: the schema its YAML option extends (each model type's
+schema subclasses ModelConfig; cvlab.models.registry). Fields a family or a dataset does not use
+are refused when set (cvlab.config.typed). These are plain dataclasses: the training code takes
+them as they are, typed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from omegaconf import MISSING
 
@@ -18,15 +19,20 @@ from cvlab.data.constants import DATASET_NAMES
 from cvlab.defaults import SOLVER as SOLVER_DEFAULTS
 from cvlab.defaults import UPDATE_RULES as RULE_DEFAULTS
 from cvlab.validation import check, check_choice, check_positive, check_seed
+from cvlab.vocab import AMP_MODES, DEVICES, OPTIMIZERS, SCHEDULES
 
-OPTIMIZERS = ("sgd", "sgd_momentum", "rmsprop", "adam", "adamw")
-SCHEDULES = ("none", "step", "warmup_linear", "onecycle")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-AMP_MODES = ("none", "bf16", "fp16")
 TORCH_RULE_OF = {"adamw": "adam"}  # the numpy rule whose defaults a torch-only optimizer takes
 # Former spellings of renamed fields: still accepted (with a notice) for one release.
 RENAMED_KEYS = {"num_train_samples": "train_eval_samples",
                 "num_val_samples": "val_eval_samples"}
+
+
+@dataclass
+class ModelConfig:
+    """The model section: `type` names the model type (cvlab.models.registry); each type's
+    schema extends this class with the model's own fields."""
+
+    type: str = MISSING
 
 
 @dataclass
@@ -163,7 +169,7 @@ class TrainConfig:
     Hydra sweeper optimizes (the value the run returns to it).
     """
 
-    model: Any = MISSING
+    model: ModelConfig = MISSING
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)

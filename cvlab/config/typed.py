@@ -12,29 +12,25 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from cvlab.config.train import DatasetConfig, DeviceConfig, OptimizerConfig, TrainConfig
+from cvlab.config.train import (
+    DatasetConfig,
+    DeviceConfig,
+    ModelConfig,
+    OptimizerConfig,
+    TrainConfig,
+)
+from cvlab.data.constants import AUTO
+from cvlab.errors import UserError
+from cvlab.models.registry import ModelSpec, model_types, spec_for
+from cvlab.records.files import CONFIG_NAME
 from cvlab.validation import ConfigError
 
-# Fields each family ignores (the optimizer's and device's are used by PyTorch models only).
-TORCH_ONLY = ("optimizer.nesterov", "optimizer.weight_decay", "optimizer.schedule",
-              "optimizer.label_smoothing", "optimizer.grad_clip", "optimizer.warmup_frac",
-              "optimizer.warmup_start", "optimizer.final_factor", "optimizer.step_epochs",
-              "device.amp", "device.channels_last", "device.compile")
-SCHEDULE_FIELDS = ("optimizer.schedule", "optimizer.label_smoothing", "optimizer.warmup_frac",
-                   "optimizer.warmup_start", "optimizer.final_factor", "optimizer.step_epochs")
-UNUSED_BY_FAMILY = {
-    "numpy": (*TORCH_ONLY, "device.name"),
-    "torch": ("dataset.subtract_mean",),
-    "captioning": (*SCHEDULE_FIELDS, "device.amp", "device.channels_last", "device.compile",
-                   "evaluate_test", "dataset.subtract_mean"),
-    "demo": (),
-}
-FAMILY_WORDS = {"numpy": "numpy models", "torch": "PyTorch models",
-                "captioning": "captioning models", "demo": "the conv demo"}
 # Fields each dataset uses (the others are refused when set).
 IMAGE_FIELDS = ("name", "root", "download", "num_train", "num_val", "num_test", "subtract_mean",
                 "split_seed")
@@ -90,8 +86,6 @@ def without_hydra(cfg: DictConfig) -> DictConfig:
 def train_config(data: dict[str, Any]) -> TrainConfig:
     """A checked TrainConfig from plain values (the Python API's way to what `cvlab train
     key=value ...` composes): `data["model"]["type"]` picks the model's schema."""
-    from cvlab.models.registry import spec_for
-
     model = dict(data.get("model") or {})
     try:
         schema = spec_for(model.get("type", "fc_net")).schema
@@ -102,6 +96,21 @@ def train_config(data: dict[str, Any]) -> TrainConfig:
     return typed("train", merged)
 
 
+def stored_train_config(data: dict[str, Any], run_dir: Path) -> TrainConfig:
+    """The TrainConfig of a run folder's config.yaml (read by cvlab.records.reader), with the
+    former names of renamed keys taken; UserError (one line) when it no longer composes."""
+    from cvlab.config.train import RENAMED_KEYS
+
+    data = dict(data)
+    for old, new in RENAMED_KEYS.items():
+        if old in data:
+            data[new] = data.pop(old)
+    try:
+        return train_config(data)
+    except (ConfigError, ValueError, OmegaConfBaseException) as err:
+        raise UserError(f"{run_dir / CONFIG_NAME} no longer composes: {err}") from None
+
+
 @functools.cache
 def _defaults() -> dict[str, Any]:
     """Each section's default values, to tell what a config sets."""
@@ -110,18 +119,22 @@ def _defaults() -> dict[str, Any]:
 
 
 def check_train(cfg: TrainConfig) -> None:
-    """Refuse what `cfg` sets that its model family or dataset would ignore, and a baseline
-    run of a model without normalization."""
+    """Refuse what `cfg` sets that its model family or dataset would ignore, a dataset the
+    family does not train on, a baseline run of a model without normalization, and what the
+    family's own rules refuse (its `check`)."""
     spec = _spec_of(cfg.model)
-    if spec.family == "numpy":
-        _check_numpy_rule(cfg.optimizer.name)
+    family = spec.family
+    family.check(cfg)
     defaults = _defaults()
-    for key in UNUSED_BY_FAMILY[spec.family]:
+    for key in family.unused_fields:
         value, default = _value(cfg, defaults, key)
         if value != default and not (key == "device.name" and value == "cpu"):
-            raise ConfigError(key, value, f"{FAMILY_WORDS[spec.family]} (model.type="
-                              f"{spec.name}) do not use it; leave it at {default!r}")
-    _check_dataset_family(cfg.dataset.name, spec)
+            raise ConfigError(key, value, f"{family.words} (model.type={spec.name}) do not use "
+                              f"it; leave it at {default!r}")
+    if cfg.dataset.name != AUTO and cfg.dataset.name not in family.datasets:
+        allowed = ", ".join((AUTO, *family.datasets)) if family.datasets else "none"
+        raise ConfigError("dataset.name", cfg.dataset.name, f"{family.words} (model.type="
+                          f"{spec.name}) train on {allowed}")
     used = DATASET_FIELDS[cfg.dataset.name]
     for item in dataclasses.fields(DatasetConfig):
         value, default = getattr(cfg.dataset, item.name), getattr(defaults["dataset"], item.name)
@@ -133,10 +146,8 @@ def check_train(cfg: TrainConfig) -> None:
                           "drop; use a normalized model (model=bn_fc or model=ln_fc)")
 
 
-def _spec_of(model: Any) -> Any:
+def _spec_of(model: ModelConfig) -> ModelSpec:
     """The spec of the model config; its `type` must be the one of the schema it came from."""
-    from cvlab.models.registry import model_types, spec_for
-
     try:
         spec = spec_for(model.type)
     except ValueError:
@@ -147,17 +158,6 @@ def _spec_of(model: Any) -> Any:
     return spec
 
 
-def _check_dataset_family(name: str, spec: Any) -> None:
-    from cvlab.data.constants import AUTO, CAPTION_DATASETS, IMAGE_DATASETS
-
-    if spec.family == "demo":  # the conv demo reads no dataset
-        return
-    allowed = CAPTION_DATASETS if spec.family == "captioning" else IMAGE_DATASETS
-    if name != AUTO and name not in allowed:
-        raise ConfigError("dataset.name", name, f"{FAMILY_WORDS[spec.family]} (model.type="
-                          f"{spec.name}) train on {', '.join((AUTO, *allowed))}")
-
-
 def _value(cfg: TrainConfig, defaults: dict[str, Any], key: str) -> tuple[Any, Any]:
     section, _, name = key.rpartition(".")
     owner = getattr(cfg, section) if section else cfg
@@ -166,11 +166,3 @@ def _value(cfg: TrainConfig, defaults: dict[str, Any], key: str) -> tuple[Any, A
 
 def _datasets_using(name: str) -> str:
     return ", ".join(f"dataset={d}" for d, fields in DATASET_FIELDS.items() if name in fields)
-
-
-def _check_numpy_rule(name: str) -> None:
-    from cvlab.train.optim import UPDATE_RULES
-
-    if name not in UPDATE_RULES:
-        raise ConfigError("optimizer.name", name, "numpy models update with one of "
-                          f"{', '.join(UPDATE_RULES)} ({name} is for PyTorch models)")

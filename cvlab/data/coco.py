@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from cvlab.data.constants import END, NULL, START
 from cvlab.data.fetching import move_into_place, staging_folder
 from cvlab.errors import UserError
 from cvlab.paths import dataset_root
@@ -39,7 +40,6 @@ COCO_URL = "http://cs231n.stanford.edu/coco_captioning.zip"
 # The archive's size is checked against the server's Content-Length while downloading and
 # every member's CRC-32 is verified when unpacking; set COCO_MD5 to pin one exact archive.
 COCO_MD5: str | None = None
-SPECIAL_TOKENS = ("<NULL>", "<START>", "<END>", "<UNK>")
 
 
 def feature_file(split: str, pca_features: bool) -> str:
@@ -139,7 +139,7 @@ def _check_consistent(data: dict[str, Any], base: Path) -> None:
     if len(data["word_to_idx"]) != vocab_size:
         raise UserError(f"{base / VOCAB_FILE}: idx_to_word has {vocab_size} words but "
                         f"word_to_idx {len(data['word_to_idx'])}")
-    for token in ("<NULL>", "<START>", "<END>"):
+    for token in (NULL, START, END):
         if token not in data["word_to_idx"]:
             raise UserError(f"{base / VOCAB_FILE}: the vocabulary lacks the token {token}")
     for split in SPLITS:
@@ -190,9 +190,9 @@ def decode_captions(captions: np.ndarray, idx_to_word: list[str] | dict[int, str
         words = []
         for idx in row:
             word = idx_to_word[int(idx)]
-            if word != "<NULL>":
+            if word != NULL:
                 words.append(word)
-            if word == "<END>":
+            if word == END:
                 break
         decoded.append(" ".join(words))
     return decoded[0] if singleton else decoded

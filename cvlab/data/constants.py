@@ -16,6 +16,11 @@ IMAGE_DATASETS = ("cifar10", "synthetic")
 CAPTION_DATASETS = ("coco", "shapes_captions")
 DATASET_NAMES = (AUTO, *IMAGE_DATASETS, *CAPTION_DATASETS)
 
+# The captioning vocabularies' special tokens, in their ids' order: <NULL> (0) pads and is
+# masked out, <START> and <END> frame each caption, <UNK> stands for a rare word.
+NULL, START, END, UNK = "<NULL>", "<START>", "<END>", "<UNK>"
+SPECIAL_TOKENS = (NULL, START, END, UNK)
+
 CIFAR10_CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
                        "dog", "frog", "horse", "ship", "truck")
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)

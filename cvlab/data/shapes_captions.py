@@ -40,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from cvlab.data.coco import CAPTIONS_FILE, SPECIAL_TOKENS, VOCAB_FILE, feature_file, url_file
+from cvlab.data.coco import CAPTIONS_FILE, VOCAB_FILE, feature_file, url_file
+from cvlab.data.constants import END, SPECIAL_TOKENS, START
 from cvlab.data.fetching import set_aside
 from cvlab.paths import cache_home
 
@@ -222,7 +223,7 @@ def _encode(captions: list[list[str]], word_to_idx: dict[str, int]
         for text in refs:
             words = text.split()
             assert len(words) <= MAX_WORDS, text
-            ids = [word_to_idx["<START>"], *(word_to_idx[w] for w in words), word_to_idx["<END>"]]
+            ids = [word_to_idx[START], *(word_to_idx[w] for w in words), word_to_idx[END]]
             rows.append(ids + [word_to_idx["<NULL>"]] * (CAPTION_LENGTH - len(ids)))
             image_idxs.append(image)
     return np.asarray(rows, dtype=np.int32), np.asarray(image_idxs, dtype=np.int32)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
-SPECIAL = ("<START>", "<END>", "<NULL>", "<UNK>")
+from cvlab.data.constants import SPECIAL_TOKENS
 
 
 def tokens(caption: str) -> list[str]:
     """A decoded caption as words without the special tokens."""
-    return [w for w in caption.split() if w not in SPECIAL]
+    return [w for w in caption.split() if w not in SPECIAL_TOKENS]
 
 
 def corpus_bleu(references: Sequence[Sequence[str]], hypotheses: Sequence[str],

@@ -12,20 +12,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cvlab.config.train import ModelConfig
+from cvlab.defaults import CAPTIONING_RNN
+from cvlab.families.captioning import CAPTIONING
 from cvlab.models.registry import ModelSpec, register
-from cvlab.validation import DTYPES, check, check_choice, check_positive
-
-CELL_TYPES = ("rnn", "lstm")
+from cvlab.validation import check, check_choice, check_positive
+from cvlab.vocab import CELL_TYPES, DTYPES
 
 
 @dataclass
-class CaptioningConfig:
+class CaptioningConfig(ModelConfig):
     """CaptioningRNN: image features -> h0 -> RNN/LSTM over word vectors -> word scores."""
 
     type: str = "captioning"
-    cell_type: str = "rnn"
-    wordvec_dim: int = 128  # the course's class defaults; its notebook trains 256 / 512
-    hidden_dim: int = 128
+    cell_type: str = CAPTIONING_RNN["cell_type"]
+    wordvec_dim: int = CAPTIONING_RNN["wordvec_dim"]  # its notebook trains 256 / 512
+    hidden_dim: int = CAPTIONING_RNN["hidden_dim"]
     dtype: str = "float32"
     max_length: int = 30
     bleu_every: int = 1
@@ -56,5 +58,5 @@ def build(cfg: CaptioningConfig, word_to_idx: dict[str, int], input_dim: int, se
                          generator=torch.Generator().manual_seed(seed), device=device)
 
 
-SPEC = register(ModelSpec(name="captioning", family="captioning", schema=CaptioningConfig,
+SPEC = register(ModelSpec(name="captioning", family=CAPTIONING, schema=CaptioningConfig,
                           build=build))

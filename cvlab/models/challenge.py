@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cvlab.families.torch import TORCH
 from cvlab.models.registry import ModelSpec, register
 from cvlab.models.torch_common import TorchModelConfig
 from cvlab.validation import check, check_positive
@@ -58,5 +59,5 @@ def build(cfg: ChallengeConfig, input_shape: tuple[int, int, int], num_classes: 
                         cfg.whiten_bias_epochs, in_channels=input_shape[0], depth=cfg.depth)
 
 
-SPEC = register(ModelSpec(name="challenge", family="torch", schema=ChallengeConfig, build=build,
+SPEC = register(ModelSpec(name="challenge", family=TORCH, schema=ChallengeConfig, build=build,
                           plot_hooks=("filters",)))

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from cvlab.config.train import ModelConfig
+from cvlab.families.numpy import NUMPY
 from cvlab.layers import (
     affine_backward,
     affine_forward,
@@ -23,11 +25,12 @@ from cvlab.layers import (
 )
 from cvlab.models.fc_net import draw_normal
 from cvlab.models.registry import ModelSpec, register
-from cvlab.validation import DTYPES, check, check_choice, check_positive
+from cvlab.validation import check, check_choice, check_positive
+from cvlab.vocab import DTYPES
 
 
 @dataclass
-class ThreeLayerConvNetConfig:
+class ThreeLayerConvNetConfig(ModelConfig):
     """`model=cnn`: conv - relu - 2x2 max pool - affine - relu - affine - softmax."""
 
     type: str = "three_layer_convnet"
@@ -52,8 +55,10 @@ class ThreeLayerConvNet:
     """conv - relu - 2x2 max pool - affine - relu - affine - softmax on (N, C, H, W) inputs.
 
     Weights are drawn from `rng` (default: numpy's global RNG) in the course's order:
-    W1, W2, W3 (each weight_scale * randn), biases zero.
+    W1, W2, W3 (each weight_scale * randn), biases zero. Its whole state is its params.
     """
+
+    buffers: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -130,5 +135,5 @@ def build(cfg: ThreeLayerConvNetConfig, input_shape: tuple[int, ...], num_classe
     )
 
 
-SPEC = register(ModelSpec(name="three_layer_convnet", family="numpy",
+SPEC = register(ModelSpec(name="three_layer_convnet", family=NUMPY,
                           schema=ThreeLayerConvNetConfig, build=build, plot_hooks=("filters",)))

@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from cvlab.config.train import ModelConfig
 from cvlab.errors import UserError
+from cvlab.families.demo import DEMO
 from cvlab.models.registry import ModelSpec, register
 from cvlab.records.files import atomic_write
 from cvlab.validation import check
@@ -163,7 +165,7 @@ def write_png(image: np.ndarray, file: Any) -> None:
 
 
 @dataclass
-class ConvDemoConfig:
+class ConvDemoConfig(ModelConfig):
     """`experiment=conv_demo`: the course's grayscale and edge filters on two images.
 
     `images`: image files (any format Pillow reads); empty = the two built-in images
@@ -179,5 +181,5 @@ class ConvDemoConfig:
         check(self.image_size >= 3, "image_size", self.image_size, "an integer >= 3")
 
 
-SPEC = register(ModelSpec(name="conv_demo", family="demo", schema=ConvDemoConfig,
+SPEC = register(ModelSpec(name="conv_demo", family=DEMO, schema=ConvDemoConfig,
                           build=run_conv_demo))

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from cvlab.config.train import ModelConfig
+from cvlab.families.numpy import NUMPY
 from cvlab.layers import (
     affine_backward,
     affine_forward,
@@ -28,13 +30,12 @@ from cvlab.layers import (
 )
 from cvlab.layers._validate import check_class_labels, check_nonempty
 from cvlab.models.registry import ModelSpec, register
-from cvlab.validation import DTYPES, check, check_choice, check_positive
-
-NORMALIZATIONS = ("none", "batchnorm", "layernorm")
+from cvlab.validation import check, check_choice, check_positive
+from cvlab.vocab import DTYPES, NORMALIZATIONS
 
 
 @dataclass
-class FullyConnectedNetConfig:
+class FullyConnectedNetConfig(ModelConfig):
     """`model=fc|bn_fc|ln_fc|dropout_fc`: {affine - [norm] - relu - [dropout]} x (L-1) -
     affine - softmax; dropout_keep_ratio is the probability of keeping a unit."""
 
@@ -58,10 +59,11 @@ class FullyConnectedNetConfig:
 
 
 def draw_normal(rng: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """Standard normal draws of `shape` from a RandomState-like rng (or a Generator)."""
-    if hasattr(rng, "randn"):
-        return rng.randn(*shape)
-    return rng.standard_normal(shape)
+    """Standard normal draws of `shape` from a RandomState (or numpy's global one, np.random),
+    or from a Generator."""
+    if isinstance(rng, np.random.Generator):
+        return rng.standard_normal(shape)
+    return rng.randn(*shape)
 
 
 class FullyConnectedNet:
@@ -70,7 +72,10 @@ class FullyConnectedNet:
     Inputs are (N, d1, ..., dk) with d1 * ... * dk = input_dim; scores are (N, num_classes).
     Weights are drawn from `rng` (default: numpy's global RNG) in the course's order:
     for i = 1..L, W_i = weight_scale * randn(D_{i-1}, D_i), then zero biases.
+    Its state beyond params: bn_params (batchnorm's running statistics) and dropout_param.
     """
+
+    buffers = ("bn_params", "dropout_param")
 
     def __init__(
         self,
@@ -214,5 +219,5 @@ def _without_normalization(cfg: FullyConnectedNetConfig) -> FullyConnectedNetCon
     return replace(cfg, normalization="none") if cfg.normalization != "none" else None
 
 
-SPEC = register(ModelSpec(name="fc_net", family="numpy", schema=FullyConnectedNetConfig,
+SPEC = register(ModelSpec(name="fc_net", family=NUMPY, schema=FullyConnectedNetConfig,
                           build=build, without_normalization=_without_normalization))

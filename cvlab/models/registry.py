@@ -1,17 +1,14 @@
 """The model registry: every model type says, next to its code, what cvlab needs to know.
 
-    SPEC = register(ModelSpec(name="fc_net", family="numpy", schema=FullyConnectedNetConfig,
+    SPEC = register(ModelSpec(name="fc_net", family=NUMPY, schema=FullyConnectedNetConfig,
                               build=build))
 
 A model type is one module in cvlab/models/ (its schema, its ModelSpec and, for numpy models,
 its code) plus one YAML option in configs/model/. The modules here import no torch, so that
 configs compose and numpy runs start without it; the PyTorch networks live in
 cvlab/models/nets/ and are imported by their builders. `spec_for(type)` finds a type's spec,
-`model_types()` lists them; trainers, plot and eval look the spec up instead of guessing a
-family from a name.
-
-Families: numpy (trained by the course's Solver), torch (the PyTorch trainer), captioning
-(the captioning solver), demo (no training: the conv demo).
+`model_types()` lists them; the config layer, the run core, eval and plot ask the spec for the
+model's family (a cvlab.families object) instead of guessing it from a name.
 """
 
 from __future__ import annotations
@@ -22,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-FAMILIES = ("numpy", "torch", "captioning", "demo")
+from cvlab.config.train import ModelConfig
+from cvlab.families import Family
 
 
 @dataclass(frozen=True)
@@ -30,30 +28,33 @@ class ModelSpec:
     """What cvlab knows about one model type.
 
     name        the config's `model.type`
-    family      numpy | torch | captioning | demo: which trainer runs it
-    schema      the config dataclass (its fields and defaults are the model's options)
-    build       the builder; its arguments depend on the family (see cvlab.train); numpy:
-                build(cfg, input_shape, num_classes, rng) -> an object with `params` and
-                `loss(X, y=None)`, fed images in cfg.dtype (float64 without that field)
+    family      the cvlab.families object that trains it (NUMPY, TORCH, CAPTIONING, DEMO)
+    schema      the config dataclass, a ModelConfig (its fields and defaults are the model's
+                options)
+    build       the builder; its arguments are the family's (cvlab.families): numpy
+                build(cfg, input_shape, num_classes, rng) -> a model with `params`, `buffers`
+                and `loss(X, y=None)` (cvlab.train.solver.Model), fed images in its params'
+                dtype; torch build(cfg, input_shape, num_classes, seed) -> an nn.Module
     plot_hooks  extra figures `cvlab plot` draws from the run's weights: "filters"
     without_normalization  the schema instance without its normalization (the sweeps'
                 `baseline=true` runs); None when the model has no normalization to drop
     """
 
     name: str
-    family: str
-    schema: type
+    family: Family
+    schema: type[ModelConfig]
     build: Callable[..., Any]
     plot_hooks: tuple[str, ...] = ()
-    without_normalization: Callable[[Any], Any] | None = None
+    without_normalization: Callable[[ModelConfig], ModelConfig] | None = None
 
-    def baseline_model(self, model: Any) -> Any | None:
+    def baseline_model(self, model: ModelConfig) -> ModelConfig | None:
         """`model` without its normalization (a sweep's baseline), or None when it has none."""
         return None if self.without_normalization is None else self.without_normalization(model)
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ValueError(f"family {self.family!r} is not one of {', '.join(FAMILIES)}")
+        if not issubclass(self.schema, ModelConfig):
+            raise TypeError(f"model type {self.name!r}: its schema {self.schema.__name__} must "
+                            "subclass cvlab.config.train.ModelConfig")
 
 
 _SPECS: dict[str, ModelSpec] = {}
@@ -97,7 +98,7 @@ def spec_for(model_type: str) -> ModelSpec:
     return _SPECS[model_type]
 
 
-def schemas() -> dict[str, type]:
+def schemas() -> dict[str, type[ModelConfig]]:
     """Model type -> schema dataclass, for every registered type."""
     _load()
     return {name: spec.schema for name, spec in sorted(_SPECS.items())}

@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cvlab.families.torch import TORCH
 from cvlab.models.registry import ModelSpec, register
-from cvlab.models.torch_common import API_LEVELS, TorchModelConfig
+from cvlab.models.torch_common import TorchModelConfig
 from cvlab.validation import check_choice, check_positive
+from cvlab.vocab import API_LEVELS
 
 
 @dataclass
@@ -39,5 +41,5 @@ def build(cfg: TorchCNNConfig, input_shape: tuple[int, int, int], num_classes: i
                                      num_classes, generator=torch.Generator().manual_seed(seed))
 
 
-SPEC = register(ModelSpec(name="torch_cnn", family="torch", schema=TorchCNNConfig, build=build,
+SPEC = register(ModelSpec(name="torch_cnn", family=TORCH, schema=TorchCNNConfig, build=build,
                           plot_hooks=("filters",)))

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cvlab.validation import DTYPES, check, check_choice
-
-API_LEVELS = ("barebones", "module", "sequential")
-FLIP_MODES = ("none", "random", "alternating")
-PAD_MODES = ("reflect", "zeros")
-TTA_LEVELS = ("none", "flip", "flip_translate")
+from cvlab.config.train import ModelConfig
+from cvlab.validation import check, check_choice
+from cvlab.vocab import DTYPES, FLIP_MODES, PAD_MODES, TTA_LEVELS
 
 
 @dataclass
-class TorchModelConfig:
+class TorchModelConfig(ModelConfig):
     """Fields shared by the torch classifiers: dtype and augmentation."""
 
     type: str = ""

@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cvlab.families.torch import TORCH
 from cvlab.models.registry import ModelSpec, register
-from cvlab.models.torch_common import API_LEVELS, TorchModelConfig
+from cvlab.models.torch_common import TorchModelConfig
 from cvlab.validation import check_choice, check_positive
+from cvlab.vocab import API_LEVELS
 
 
 @dataclass
@@ -37,4 +39,4 @@ def build(cfg: TorchFCConfig, input_shape: tuple[int, int, int], num_classes: in
                               generator=torch.Generator().manual_seed(seed))
 
 
-SPEC = register(ModelSpec(name="torch_fc", family="torch", schema=TorchFCConfig, build=build))
+SPEC = register(ModelSpec(name="torch_fc", family=TORCH, schema=TorchFCConfig, build=build))

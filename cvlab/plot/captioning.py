@@ -1,7 +1,7 @@
 """Figures of a captioning run: the loss curve (with BLEU per epoch) and a caption gallery.
 
 `plot_captioning_run(run_dir, out_dir)` reads metrics.csv and samples.json (written by
-cvlab.train.caption_task at the end of training) and draws:
+cvlab.train.caption_solver at the end of training) and draws:
     caption_loss.png      training loss per iteration; val BLEU-1/BLEU-4 per evaluated epoch
     caption_gallery.png   train and val images with the generated caption (bold) and the
                           reference captions; without a local image (COCO offline) the panel
@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from cvlab.data.constants import END, NULL, START
 from cvlab.plot.style import figure, pyplot, save
 
 MAX_PER_SPLIT = 6
@@ -92,7 +93,7 @@ def _panel(ax: Any, sample: dict[str, Any], split: str) -> None:
 
 
 def _clean(caption: str) -> str:
-    return " ".join(w for w in caption.split() if w not in ("<START>", "<END>", "<NULL>"))
+    return " ".join(w for w in caption.split() if w not in (START, END, NULL))
 
 
 def plot_gallery(run_dir: Path, out_dir: Path) -> Path | None:

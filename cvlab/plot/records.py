@@ -1,8 +1,8 @@
 """What `cvlab plot` reads from a run folder: config, metrics, summary, weights.
 
 Everything here works from the files the trainers leave behind (config.yaml, metrics.csv,
-summary.json, model.npz); nothing is re-trained or re-computed from data, and nothing read
-can execute code (YAML is read safely, weights through cvlab.train.state).
+summary.json, model.npz), read through cvlab.records.reader; nothing is re-trained or
+re-computed from data, and nothing read can execute code.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 
 from cvlab.records import files
-from cvlab.records.summary import RunSummary, read_summary
+from cvlab.records.files import CONFIG_NAME, MODEL_NAME
+from cvlab.records.reader import RunFolder
+from cvlab.records.summary import RunSummary
 
 
 @dataclass
@@ -77,46 +79,14 @@ def flatten(tree: Any) -> dict[str, Any]:
             for key, value in files.flatten(tree).items()}
 
 
-def read_config(run_dir: Path) -> dict[str, Any]:
-    """config.yaml as a dict ({} when missing or unreadable)."""
-    import yaml
-
-    path = Path(run_dir) / "config.yaml"
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def read_metrics_frame(run_dir: Path) -> pd.DataFrame:
-    """metrics.csv with float columns (empty cells NaN).
-
-    A cell written as `nan` (a diverged loss) is NaN too, but unlike an empty cell it counts
-    as logged: `frame.attrs["logged"][column]` marks the rows where the column was written.
-    """
-    path = Path(run_dir) / "metrics.csv"
-    try:
-        text = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, ValueError, pd.errors.EmptyDataError):
-        return pd.DataFrame()
-    frame = pd.DataFrame(index=text.index)
-    logged = {}
-    for name in text.columns:
-        cells = text[name].str.strip()
-        logged[name] = (cells != "").to_numpy()
-        frame[name] = pd.to_numeric(cells.replace("", None), errors="coerce").astype(float)
-    frame.attrs["logged"] = logged
-    return frame
-
-
 def load_run(run_dir: Path) -> RunRecord:
-    """Read one run folder (missing files give empty parts, never an exception)."""
-    run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    summary = read_summary(run_dir) or RunSummary(status="failed", error="no summary.json")
-    return RunRecord(path=run_dir, config=config, flat=flatten(config),
-                     metrics=read_metrics_frame(run_dir), summary=summary)
+    """Read one run folder through the one reader (cvlab.records.reader): a missing file gives
+    an empty part, a damaged or tampered one a RecordError (one line)."""
+    folder = RunFolder(Path(run_dir))
+    config = folder.config() if folder.has(CONFIG_NAME) else {}
+    summary = folder.summary() or RunSummary(status="failed", error="no summary.json")
+    return RunRecord(path=folder.path, config=config, flat=flatten(config),
+                     metrics=folder.metrics(), summary=summary)
 
 
 def column(frame: pd.DataFrame, name: str, x: str) -> tuple[np.ndarray, np.ndarray]:
@@ -167,20 +137,14 @@ def accuracy_series(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndar
 def first_layer_filters(run: RunRecord) -> np.ndarray | None:
     """First-layer conv filters (F, C, HH, WW) from the run's model.npz, for model types whose
     spec has the "filters" plot hook; None when there are none to draw."""
-    from cvlab.errors import UserError
+    from cvlab.images import first_conv_weights
     from cvlab.models.registry import spec_for
-    from cvlab.plot.images import first_conv_weights
-    from cvlab.train.run import load_weights
 
     try:
         spec = spec_for(run.model_type)
     except ValueError:
         return None
-    path = run.path / "model.npz"
-    if "filters" not in spec.plot_hooks or not path.is_file():
+    folder = RunFolder(run.path)
+    if "filters" not in spec.plot_hooks or not folder.has(MODEL_NAME):
         return None
-    try:
-        weights = load_weights(path)["weights"]
-    except UserError:
-        return None
-    return first_conv_weights(weights)
+    return first_conv_weights(folder.weights("model")["weights"])

@@ -27,18 +27,26 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from cvlab.errors import UserError
+
 CONFIG_NAME = "config.yaml"
 SUMMARY_NAME = "summary.json"
 METRICS_NAME = "metrics.csv"
 CHECKPOINT_NAME = "checkpoint.npz"
 MODEL_NAME = "model.npz"  # the weights of the last update
 MODEL_BEST_NAME = "model_best.npz"  # the weights of the best evaluation (classification)
+WEIGHT_FILES = {"model": MODEL_NAME, "model_best": MODEL_BEST_NAME}
 EVAL_NAME = "eval.json"
 SAMPLES_NAME = "samples.json"  # captioning: generated and reference captions
 ERROR_LOG = "error.log"
 SWEEP_PLAN = "sweep_plan.json"
 SWEEP_SUMMARY_JSON = "sweep_summary.json"
 SWEEP_SUMMARY_CSV = "sweep_summary.csv"
+
+
+class RecordError(UserError):
+    """A file of a run folder that cannot be used: missing, damaged, foreign or tampered with
+    (one line naming the file and what is wrong)."""
 
 
 @contextlib.contextmanager

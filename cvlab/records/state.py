@@ -28,16 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from cvlab.errors import UserError
-from cvlab.records.files import atomic_file
+from cvlab.records.files import RecordError, atomic_file
 
 FORMAT = "cvlab-state"
+WEIGHTS_KIND = "weights"  # model.npz, model_best.npz: {"family", "model_type", "weights"}
 VERSION = 1
 STATE_MEMBER = "state.json"
 MARKERS = ("__array__", "__tensor__", "__scalar__", "__tuple__", "__items__")
 
 
-class StateError(UserError):
+class StateError(RecordError):
     """A checkpoint or weights file that is missing, damaged, foreign or tampered with."""
 
 
@@ -52,6 +52,12 @@ def save_state(path: Path, tree: Mapping[str, Any], kind: str = "checkpoint") ->
         for name, array in arrays.items():
             with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, array, allow_pickle=False)
+
+
+def save_weights(path: Path, family: str, model_type: str, weights: Mapping[str, Any]) -> None:
+    """A weights file (model.npz, model_best.npz): the model's state with its family and type."""
+    save_state(path, {"family": family, "model_type": model_type, "weights": weights},
+               kind=WEIGHTS_KIND)
 
 
 def load_state(path: Path, kind: str = "checkpoint") -> dict[str, Any]:
@@ -71,7 +77,8 @@ def load_state(path: Path, kind: str = "checkpoint") -> dict[str, Any]:
             return _decode(document["tree"], _ArrayReader(archive, names, path))
     except StateError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as err:
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError,
+            RecursionError) as err:
         raise StateError(f"{path} cannot be read as a cvlab {kind} file "
                          f"({type(err).__name__}: {err})") from None
 
@@ -129,7 +136,18 @@ def _store(array: np.ndarray, arrays: dict[str, np.ndarray]) -> str:
 
 
 def _is_tensor(value: Any) -> bool:
-    return type(value).__module__.startswith("torch") and hasattr(value, "detach")
+    """A torch tensor, told without importing torch (numpy-only runs never load it)."""
+    return type(value).__module__.startswith("torch") and type(value).__name__ in (
+        "Tensor", "Parameter")
+
+
+def as_array(value: Any) -> np.ndarray | None:
+    """A numpy array or torch tensor (on any device) as a numpy array; None for anything else."""
+    if isinstance(value, np.ndarray):
+        return value
+    if _is_tensor(value):
+        return value.detach().float().cpu().numpy()
+    return None
 
 
 def _decode(value: Any, read: _ArrayReader) -> Any:

@@ -16,7 +16,9 @@ from typing import Any
 
 from cvlab.records.files import SUMMARY_NAME, atomic_write_text, to_json
 
-STATUSES = ("running", "completed", "failed", "diverged", "interrupted")
+# `stopped` is never written: it is what a reader reports for a `running` run whose process is
+# gone (killed without a chance to record how it ended).
+STATUSES = ("running", "completed", "failed", "diverged", "interrupted", "stopped")
 
 # The metric names every training family writes into RunSummary.metrics (when it has them).
 METRIC_KEYS = (
@@ -54,6 +56,8 @@ class RunSummary:
     wall_time_s: float | None = None
     cpu_time_s: float | None = None
     files: list[str] = field(default_factory=list)
+    pid: int | None = None  # the process running it, and its host (while it runs)
+    host: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

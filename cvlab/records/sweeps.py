@@ -14,10 +14,12 @@ from cvlab.records.files import (
     SWEEP_PLAN,
     SWEEP_SUMMARY_CSV,
     SWEEP_SUMMARY_JSON,
+    RecordError,
     atomic_write_text,
     to_json,
 )
 from cvlab.records.folders import job_dirs
+from cvlab.records.reader import RunFolder
 from cvlab.records.summary import RunSummary, read_summary, save_summary
 
 
@@ -67,7 +69,11 @@ def sweep_rows(sweep_dir: Path, keys: Iterable[str] | None = None) -> list[dict[
     planned = read_sweep_plan(sweep_dir)
     for job in job_dirs(sweep_dir):
         planned.pop(int(job.name), None)
-        summary = read_summary(job) or RunSummary(status="failed", error="no summary.json")
+        try:
+            summary = RunFolder(job).summary() or RunSummary(status="failed",
+                                                             error="no summary.json")
+        except RecordError as err:
+            summary = RunSummary(status="failed", error=str(err))
         row: dict[str, Any] = {"job": int(job.name), "status": summary.status}
         if summary.overrides:
             row["overrides"] = " ".join(summary.overrides)

@@ -1,4 +1,5 @@
-"""Batched on-device data augmentation: random crop with padding and horizontal flip.
+"""Batched on-device data augmentation (random crop with padding, horizontal flip) and
+test-time augmentation (predict_with_tta).
 
 The whole batch is cropped and mirrored by one gather: for each image an offset (dy, dx) in
 [-pad, pad] and a flip bit become row and column indices into the unpadded image, with the
@@ -12,8 +13,10 @@ devices and a resumed run draws exactly what the uninterrupted one drew.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from cvlab.models.torch_common import FLIP_MODES, PAD_MODES
+from cvlab.vocab import FLIP_MODES, PAD_MODES, TTA_LEVELS
 
 
 def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
@@ -91,3 +94,28 @@ def normalize(
     """
     x = images.to(dtype).div_(255.0)
     return x.sub_(mean.to(dtype)[:, None, None]).div_(std.to(dtype)[:, None, None])
+
+
+def predict_with_tta(model: nn.Module, x: torch.Tensor, level: str = "none") -> torch.Tensor:
+    """Scores (N, 10) of images x (N, C, H, W), averaged over test-time augmentations.
+
+    level "none": the images; "flip": mean of the images and their mirrors;
+    "flip_translate": 1/2 of that plus 1/4 each for the images shifted by one pixel up-left
+    and down-right (reflect padding), each with its mirror.
+    """
+    if level == "none":
+        return model(x)
+
+    def mirrored(batch: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (model(batch) + model(batch.flip(-1)))
+
+    scores = mirrored(x)
+    if level == "flip":
+        return scores
+    if level != "flip_translate":
+        raise ValueError(f"tta level {level!r}; expected one of {', '.join(TTA_LEVELS)}")
+    height, width = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    shifted_a = padded[..., 0:height, 0:width]
+    shifted_b = padded[..., 2 : height + 2, 2 : width + 2]
+    return 0.5 * scores + 0.25 * mirrored(shifted_a) + 0.25 * mirrored(shifted_b)

@@ -1,14 +1,17 @@
 """The training loop every family runs through: numpy models (Solver), PyTorch models and the
-captioner. It owns what they share; a Task (the family's own code) owns the rest.
+captioner. It owns what they share; a Task (cvlab.train.task) owns the rest.
 
     result = run_loop(task, LoopOptions(print_every=10), records=Records(run_dir))
 
 Per update the loop calls `task.step()`, and at the end of each epoch `task.end_epoch()`.
 Evaluations (`task.evaluate()`) run where `task.should_evaluate(epoch_end)` says and after the
-last update. The loop writes one metrics.csv row per update (the evaluation's numbers join the
-row of the update they follow), prints the course's progress lines, draws the progress bar,
-applies the divergence rule, saves a checkpoint (`task.state()`, cvlab.records.state) at each
-epoch end, and turns SIGINT / SIGTERM into status `interrupted` with the last checkpoint intact.
+last update. The loop keeps the run's bookkeeping, once for every family: every loss, each
+metric's history, best and last value, the best weights (by `task.best_metric`), the training
+time and the number of updates (LoopResult). It writes one metrics.csv row per update (the
+evaluation's numbers join the row of the update they follow), prints the course's progress
+lines, draws the progress bar, applies the divergence rule, saves a checkpoint (the task's
+state and the loop's own, cvlab.records.state) at each epoch end, and turns SIGINT / SIGTERM
+into status `interrupted` with the last checkpoint intact.
 
 Divergence rule: a run stops as `diverged` when a training loss is not finite, or exceeds
 DIVERGENCE_FACTOR times the loss of its first update (a run whose loss grows a thousandfold is
@@ -17,148 +20,23 @@ not going to learn; its weights have blown up).
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from cvlab.errors import UserError
 from cvlab.progress import ProgressReporter
 from cvlab.records.files import CHECKPOINT_NAME
 from cvlab.records.metrics import MetricsLogger
+from cvlab.train.signals import Interrupted, raise_if_interrupted
+from cvlab.train.task import Task, Weights
 
 DIVERGENCE_FACTOR = 1000.0
 BASE_COLUMNS = ("iteration", "epoch", "loss", "lr", "elapsed_s")
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived; `exit_code` is 128 + the signal number (130 / 143)."""
-
-    def __init__(self, signum: int = signal.SIGINT) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = int(signum)
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
-
-
-_requested: list[int] = []  # signals that arrived inside signals_as_interrupts
-
-
-@contextlib.contextmanager
-def signals_as_interrupts() -> Iterator[None]:
-    """Within the block, SIGINT and SIGTERM raise Interrupted (main thread only; elsewhere
-    signals keep their handlers).
-
-    Python drops an exception raised where it cannot propagate (a finalizer such as
-    ZipFile.__del__ running when the signal arrives); the signal is therefore also recorded,
-    and the training loop raises it at its next update (`raise_if_interrupted`).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        _requested.append(signum)
-        raise Interrupted(signum)
-
-    def unraisable(info: Any) -> None:  # an Interrupted dropped in a finalizer: no traceback
-        if not isinstance(info.exc_value, Interrupted):
-            default_hook(info)
-
-    default_hook = sys.unraisablehook
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    sys.unraisablehook = unraisable
-    _requested.clear()
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
-        sys.unraisablehook = default_hook
-        _requested.clear()
-
-
-def raise_if_interrupted() -> None:
-    """Raise the Interrupted of a signal whose exception Python could not deliver."""
-    if _requested:
-        raise Interrupted(_requested[0])
-
-
-class Task(Protocol):
-    """What a family gives the loop. Counters count completed updates and epochs."""
-
-    iteration: int
-    epoch: int
-    num_epochs: int
-    iterations_per_epoch: int
-    metric_columns: tuple[str, ...]  # the columns evaluate() fills, e.g. train_acc, val_acc
-    flush_every: int  # updates whose losses may be read together (1: read each at once)
-
-    def step(self) -> Any: ...  # one update; its loss (a float, or a value to_floats reads)
-    def to_floats(self, losses: list[Any]) -> list[float]: ...
-    def learning_rate(self) -> float | None: ...  # the rate the next update uses
-    def end_epoch(self) -> None: ...  # after the epoch's last update (epoch += 1, decay, ...)
-    def should_evaluate(self, epoch_end: bool) -> bool: ...
-    def evaluate(self) -> dict[str, float]: ...
-    def describe(self, metrics: dict[str, float]) -> str: ...  # the evaluation's line, or ""
-    def state(self) -> dict[str, Any]: ...
-    def load_state(self, state: dict[str, Any]) -> None: ...
-    def finish(self, status: str) -> None: ...  # after the loop (e.g. restore best params)
-
-
-class SolverAdapter:
-    """A course-style solver as a Task: one with `iteration`, `epoch`, `num_epochs`,
-    `iterations_per_epoch`, `_step()` (one update, its loss), `_end_epoch()` and
-    `state()` / `load_state()`. Subclasses add the learning rate and the evaluations."""
-
-    metric_columns: tuple[str, ...] = ()
-    flush_every = 1
-
-    def __init__(self, solver: Any) -> None:
-        self.solver = solver
-
-    @property
-    def iteration(self) -> int:
-        return self.solver.iteration
-
-    @property
-    def epoch(self) -> int:
-        return self.solver.epoch
-
-    @property
-    def num_epochs(self) -> int:
-        return self.solver.num_epochs
-
-    @property
-    def iterations_per_epoch(self) -> int:
-        return self.solver.iterations_per_epoch
-
-    def step(self) -> float:
-        loss = self.solver._step()
-        self.solver.iteration += 1
-        return loss
-
-    def to_floats(self, losses: list[Any]) -> list[float]:
-        return [float(v) for v in losses]
-
-    def end_epoch(self) -> None:
-        self.solver._end_epoch()
-
-    def state(self) -> dict[str, Any]:
-        return self.solver.state()
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.solver.load_state(state)
-
-    def finish(self, status: str) -> None:
-        pass
+LOOP_FORMAT = 2  # the loop part of a checkpoint; 1 kept the best weights in the task's part
 
 
 @dataclass
@@ -187,13 +65,45 @@ class Records:
 
 @dataclass
 class LoopResult:
-    status: str  # completed | diverged | interrupted
+    """A run's bookkeeping, kept by the loop for every family (and stored in checkpoints)."""
+
+    status: str  # running | completed | diverged | interrupted
     losses: list[float] = field(default_factory=list)  # every update's loss, this run and before
     first_loss: float | None = None
+    history: dict[str, list[float]] = field(default_factory=dict)  # each metric, per evaluation
+    best: dict[str, float] = field(default_factory=dict)  # best value of each metric
+    last: dict[str, float] = field(default_factory=dict)  # the last evaluation's values
+    best_weights: Weights | None = None  # at the best `task.best_metric`
+    last_weights: Weights | None = None  # at the last update (set when the best are restored)
     train_time_s: float = 0.0  # loop time minus evaluations and checkpoints, in this process
     updates: int = 0  # updates done in this process (a resumed run counts anew)
-    last_metrics: dict[str, float] = field(default_factory=dict)
-    best: dict[str, float] = field(default_factory=dict)  # best value of each metric
+
+    def throughput(self, examples_per_update: int) -> float | None:
+        """Training examples per second of training time, in this process."""
+        if self.train_time_s <= 0 or not self.updates:
+            return None
+        return round(self.updates * examples_per_update / self.train_time_s, 1)
+
+    def state(self) -> dict[str, Any]:
+        """The loop's part of a checkpoint."""
+        return {"format": LOOP_FORMAT, "losses": list(self.losses),
+                "first_loss": self.first_loss, "history": self.history, "best": self.best,
+                "last": self.last, "best_weights": self.best_weights}
+
+    @classmethod
+    def resumed(cls, state: dict[str, Any]) -> LoopResult:
+        """A running result continuing the loop part of a checkpoint; UserError when it was
+        written by a loop that kept its bookkeeping elsewhere."""
+        if state.get("format") != LOOP_FORMAT:
+            raise UserError(f"the checkpoint was written by an older cvlab (loop format "
+                            f"{state.get('format', 1)}, this one reads {LOOP_FORMAT}); it "
+                            "cannot be continued: start a new run")
+        return cls(status="running", losses=[float(v) for v in state["losses"]],
+                   first_loss=state["first_loss"],
+                   history={k: [float(v) for v in values]
+                            for k, values in state["history"].items()},
+                   best=dict(state["best"]), last=dict(state["last"]),
+                   best_weights=state["best_weights"])
 
 
 def final_loss_window(iterations: int) -> int:
@@ -278,11 +188,15 @@ class _Loop:
 
     def evaluate(self) -> dict[str, float]:
         metrics = self.task.evaluate()
-        self.result.last_metrics = dict(metrics)
+        result = self.result
+        result.last = dict(metrics)
         for name, value in metrics.items():
-            best = self.result.best.get(name)
+            result.history.setdefault(name, []).append(value)
+            best = result.best.get(name)
             if value is not None and math.isfinite(value) and (best is None or value > best):
-                self.result.best[name] = value
+                result.best[name] = value
+                if name == self.task.best_metric:
+                    result.best_weights = self.task.weights()
         line = self.task.describe(metrics)
         if line:
             self.say(line)
@@ -293,12 +207,8 @@ class _Loop:
             from cvlab.records.state import save_state
 
             save_state(self.records.run_dir / CHECKPOINT_NAME,
-                       {"meta": self.records.meta, "loop": self.loop_state(),
+                       {"meta": self.records.meta, "loop": self.result.state(),
                         "task": self.task.state()})
-
-    def loop_state(self) -> dict[str, Any]:
-        return {"losses": list(self.result.losses), "first_loss": self.result.first_loss,
-                "best": dict(self.result.best), "last_metrics": dict(self.result.last_metrics)}
 
     def one_update(self) -> bool:
         """Step, epoch end, evaluation, records; False when the run diverged."""
@@ -317,7 +227,7 @@ class _Loop:
             if diverged:
                 return False
         self.reporter.advance(1, loss=self.result.losses[-1] if self.result.losses else None,
-                              **self.result.last_metrics)
+                              **self.result.last)
         if epoch_end:
             self.timed(self.checkpoint)
         return True
@@ -352,22 +262,42 @@ def run_loop(task: Task, options: LoopOptions | None = None, records: Records | 
     """Train `task` to its last update (or until it diverges or is interrupted).
 
     `resumed` is the loop part of a checkpoint (with the task already loaded from its own
-    part). Interrupted propagates after the result is complete: the caller records it.
+    part). When the loop ends, however it ends, a task that `restores_best` gets its best
+    weights back (the last ones are kept in `last_weights`). Interrupted propagates after the
+    result is complete: the caller records it (`interrupted.result`).
     """
     options = options or LoopOptions()
-    result = LoopResult(status="running")
-    if resumed:
-        result.losses = [float(v) for v in resumed.get("losses", [])]
-        result.first_loss = resumed.get("first_loss")
-        result.best = dict(resumed.get("best", {}))
-        result.last_metrics = dict(resumed.get("last_metrics", {}))
+    result = LoopResult.resumed(resumed) if resumed else LoopResult(status="running")
     loop = _Loop(task, options, records, result)
     try:
         result.status = loop.run()
     except Interrupted as interrupted:
         result.status = "interrupted"
-        interrupted.result = result  # type: ignore[attr-defined]
+        interrupted.result = result
         raise
     finally:
-        task.finish(result.status)
+        _restore_best(task, result)
     return result
+
+
+def _restore_best(task: Task, result: LoopResult) -> None:
+    if task.restores_best and result.best_weights is not None:
+        result.last_weights = task.weights()
+        task.restore_best(result.best_weights)
+        result.best_weights = task.weights()
+
+
+def summary_metrics(task: Task, result: LoopResult) -> dict[str, Any]:
+    """The final numbers of a run, from the loop's records: the final losses, the best and
+    last value of the task's metrics (best_<m> for its `best_of`, <final_prefix><m> for each
+    metric column), the counters, the training time and throughput, and the task's extras."""
+    metrics: dict[str, Any] = dict(final_loss_metrics(result.losses))
+    for name in task.best_of:
+        metrics[f"best_{name}"] = result.best.get(name)
+    for name in task.metric_columns:
+        metrics[f"{task.final_prefix}{name}"] = result.last.get(name)
+    metrics.update(iterations=task.iteration, epochs=task.epoch,
+                   train_time_s=round(result.train_time_s, 3))
+    metrics[task.throughput_name] = result.throughput(task.examples_per_update)
+    metrics.update(task.extra_metrics())
+    return metrics

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from cvlab.images import filter_grid
+
 TAGS = {"loss": "loss/train", "lr": "lr", "train_acc": "accuracy/train",
         "val_acc": "accuracy/val", "captions_per_s": "speed/captions_per_s"}
 SKIPPED = ("iteration", "epoch", "elapsed_s")
@@ -44,8 +46,6 @@ class TensorBoardSink:
 
     def add_filters(self, weights: np.ndarray, step: int) -> None:
         """First-layer conv filters (F, C, HH, WW) as one tiled image."""
-        from cvlab.plot.images import filter_grid
-
         if weights.shape[1] != 3:
             weights = weights.reshape(-1, 1, *weights.shape[2:])
         grid = filter_grid(weights, upper=1.0)

@@ -19,9 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cvlab.validation import ConfigError
-
-SCHEDULES = ("none", "step", "warmup_linear", "onecycle")
+from cvlab.config.train import OptimizerConfig
+from cvlab.vocab import OPTIMIZERS
 
 
 class ManualSGD(torch.optim.Optimizer):
@@ -38,16 +37,8 @@ class ManualSGD(torch.optim.Optimizer):
                     param.add_(param.grad, alpha=-group["lr"])
 
 
-def model_params(model: nn.Module, opt: Any, bias_lr_scale: float | None = None) -> Any:
-    """What the optimizer of `model` updates: its trainable parameters, or the groups of a
-    model with a `param_groups(lr, weight_decay, bias_lr_scale)` method (the challenge net,
-    whose weight decay is then per step, decoupled from the rate)."""
-    if hasattr(model, "param_groups") and bias_lr_scale is not None:
-        return model.param_groups(opt.learning_rate, opt.weight_decay, bias_lr_scale)
-    return [p for p in model.parameters() if p.requires_grad]
-
-
-def make_optimizer(params: Any, opt: Any, manual_sgd: bool = False) -> torch.optim.Optimizer:
+def make_optimizer(params: Any, opt: OptimizerConfig,
+                   manual_sgd: bool = False) -> torch.optim.Optimizer:
     """The torch optimizer named by the OptimizerConfig `opt` over `params` (tensors, or
     groups that set their own weight decay); `manual_sgd`: the barebones `w -= lr * dw`."""
     params = list(params)
@@ -70,16 +61,10 @@ def make_optimizer(params: Any, opt: Any, manual_sgd: bool = False) -> torch.opt
     if opt.name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=opt.decay_rate, eps=opt.epsilon,
                                    weight_decay=weight_decay)
-    raise ConfigError("optimizer.name", opt.name, "one of sgd, sgd_momentum, adam, adamw, rmsprop")
+    raise ValueError(f"unknown optimizer {opt.name!r}; valid: {', '.join(OPTIMIZERS)}")
 
 
-def check_schedule(opt: Any) -> None:
-    """ConfigError unless opt.schedule is a torch schedule."""
-    if opt.schedule not in SCHEDULES:
-        raise ConfigError("optimizer.schedule", opt.schedule, "one of " + ", ".join(SCHEDULES))
-
-
-def lr_factor(opt: Any, step: int, total_steps: int, steps_per_epoch: int) -> float:
+def lr_factor(opt: OptimizerConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
     """Multiplier of the base learning rates at iteration `step` (0-based) of `total_steps`."""
     epoch = step // max(steps_per_epoch, 1)
     if opt.schedule == "none":

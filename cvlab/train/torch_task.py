@@ -13,7 +13,7 @@ import contextlib
 import copy
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,21 +21,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cvlab.data import CIFAR10_MEAN, CIFAR10_STD
-from cvlab.errors import UserError
-from cvlab.models.nets.challenge import predict_with_tta
-from cvlab.models.registry import ModelSpec
-from cvlab.train.augment import crop_flip, epoch_flips, normalize, random_offsets
-from cvlab.train.core import LoopResult
-from cvlab.train.device import device_name, resolve_device, set_torch_threads
-from cvlab.train.run import Prepared
-from cvlab.train.torch_schedules import (
-    Lookahead,
-    check_schedule,
-    lr_factor,
-    make_optimizer,
-    model_params,
+from cvlab.config.train import OptimizerConfig
+from cvlab.data.constants import CIFAR10_MEAN, CIFAR10_STD
+from cvlab.train.augment import (
+    crop_flip,
+    epoch_flips,
+    normalize,
+    predict_with_tta,
+    random_offsets,
 )
+from cvlab.train.task import Task, Weights
+from cvlab.train.torch_schedules import Lookahead, lr_factor, make_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +65,36 @@ class DeviceData:
                    torch.tensor(CIFAR10_STD, device=device))
 
 
+class TrainingHooks:
+    """Optional hooks a torch model may offer the trainer by subclassing this class (the
+    challenge net does); each default does nothing. A model needs no particular base class."""
+
+    def before_training(self, images: torch.Tensor) -> None:
+        """Once before the first update of a new run: normalized training images (N, C, H, W)
+        (the challenge net fits its whitening filters to them)."""
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """At the start of each epoch (0-based)."""
+
+    def param_groups(self, lr: float, weight_decay: float,
+                     bias_lr_scale: float) -> list[dict[str, Any]] | None:
+        """The optimizer's parameter groups, or None for one group of all trainable
+        parameters."""
+        return None
+
+
+NO_HOOKS = TrainingHooks()
+
+
+def hooks_of(model: nn.Module) -> TrainingHooks:
+    return model if isinstance(model, TrainingHooks) else NO_HOOKS
+
+
 @dataclass
 class Recipe:
     """What a torch run needs beyond the model and the data (plain values)."""
 
-    optimizer: Any  # an OptimizerConfig
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     epochs: int = 1
     batch_size: int = 64
     check_every: int = 100  # iterations between accuracy checks (and at each epoch end)
@@ -84,7 +105,7 @@ class Recipe:
     flip: str = "none"
     padding_mode: str = "reflect"
     tta: str = "none"
-    bias_lr_scale: float | None = None
+    bias_lr_scale: float = 1.0  # learning-rate factor of the bias groups (TrainingHooks)
     lookahead_every: int = 0
     amp: str = "none"  # none | bf16 | fp16 (CUDA), none | bf16 (CPU)
     channels_last: bool = False
@@ -153,10 +174,12 @@ def _subset(images: torch.Tensor, labels: torch.Tensor, count: int | None, seed:
     return images[index], labels[index]
 
 
-class TorchRunTask:
-    """One torch classifier's training as a core Task (see the module docstring)."""
+class TorchRunTask(Task):
+    """One torch classifier's training as a Task of the loop (see the module docstring)."""
 
     metric_columns = ("train_acc", "val_acc")
+    best_metric = "val_acc"
+    best_of = ("train_acc", "val_acc")
 
     def __init__(self, model: nn.Module, data: DeviceData, r: Recipe,
                  device: torch.device) -> None:
@@ -165,17 +188,20 @@ class TorchRunTask:
         self.num_epochs = r.epochs
         self.iterations_per_epoch = math.ceil(self.num_train / r.batch_size)
         self.total_steps = self.iterations_per_epoch * r.epochs
+        self.examples_per_update = r.batch_size
         self.flush_every = 1 if device.type == "cpu" else r.check_every
-        self.optimizer = make_optimizer(model_params(model, r.optimizer, r.bias_lr_scale),
-                                        r.optimizer, manual_sgd=r.manual_sgd)
+        self.hooks = hooks_of(model)
+        groups = self.hooks.param_groups(r.optimizer.learning_rate, r.optimizer.weight_decay,
+                                         r.bias_lr_scale)
+        params = groups if groups is not None else [p for p in model.parameters()
+                                                    if p.requires_grad]
+        self.optimizer = make_optimizer(params, r.optimizer, manual_sgd=r.manual_sgd)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.scaler = (torch.amp.GradScaler("cuda")
                        if r.amp == "fp16" and device.type == "cuda" else None)
         self.lookahead = Lookahead(model, r.lookahead_every) if r.lookahead_every else None
         self.step_model = torch.compile(model) if r.compile else model
         self.iteration = self.epoch = self.examples = 0
-        self.best_val: float | None = None
-        self.best_state: dict[str, torch.Tensor] | None = None
         self.train_check = _subset(data.X_train, data.y_train, r.train_eval_samples, r.seed + 1)
         self.val_check = _subset(data.X_val, data.y_val, r.val_eval_samples, r.seed + 2)
         self._plan: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None = None
@@ -183,8 +209,7 @@ class TorchRunTask:
     def _start_epoch(self) -> None:
         """The epoch's order, flips and offsets, from a generator seeded by (seed, epoch)."""
         r, n = self.r, self.num_train
-        if hasattr(self.model, "on_epoch_start"):
-            self.model.on_epoch_start(self.epoch)
+        self.hooks.on_epoch_start(self.epoch)
         generator = torch.Generator().manual_seed(r.seed * 1_000_003 + self.epoch)
         order = torch.randperm(n, generator=generator)
         flips = epoch_flips(n, self.epoch, r.flip, r.seed, generator)
@@ -259,9 +284,6 @@ class TorchRunTask:
                                    self.device)
         val_acc = check_accuracy(self.step_model, *self.val_check, self.data, self.r,
                                  self.device)
-        if self.best_val is None or val_acc > self.best_val:
-            self.best_val = val_acc
-            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         return {"train_acc": train_acc, "val_acc": val_acc}
 
     def describe(self, metrics: dict[str, float]) -> str:
@@ -275,7 +297,6 @@ class TorchRunTask:
             "lookahead": self.lookahead.state_dict() if self.lookahead is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "iteration": self.iteration, "epoch": self.epoch, "examples": self.examples,
-            "best_val": self.best_val, "best_state": self.best_state,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -289,27 +310,10 @@ class TorchRunTask:
             self.scaler.load_state_dict(state["scaler"])
         self.iteration, self.epoch = int(state["iteration"]), int(state["epoch"])
         self.examples = int(state["examples"])
-        self.best_val, self.best_state = state["best_val"], state["best_state"]
         self._plan = None
-
-    def finish(self, status: str) -> None:
-        pass
 
     def scale_learning_rate(self, factor: float) -> None:
         self.base_lrs = [lr * factor for lr in self.base_lrs]
-
-    def final_metrics(self, result: LoopResult) -> dict[str, Any]:
-        last = result.last_metrics
-        seconds = result.train_time_s
-        return {
-            "best_val_acc": result.best.get("val_acc"), "final_val_acc": last.get("val_acc"),
-            "best_train_acc": result.best.get("train_acc"),
-            "final_train_acc": last.get("train_acc"),
-            "iterations": self.iteration, "epochs": self.epoch,
-            "train_time_s": round(seconds, 3),
-            "images_per_s": round(result.updates * self.r.batch_size / seconds, 1)
-            if seconds > 0 else None,
-        }
 
     def evaluate_split(self, split: str) -> dict[str, float]:
         images, labels = getattr(self.data, f"X_{split}"), getattr(self.data, f"y_{split}")
@@ -318,69 +322,14 @@ class TorchRunTask:
         log.info("%s accuracy: %.4f on %d images", split, accuracy, len(labels))
         return {f"{split}_acc": accuracy}
 
-    def weights(self) -> dict[str, dict[str, Any]]:
-        weights = {"model": self.model.state_dict()}
-        if self.best_state is not None:
-            weights["model_best"] = self.best_state
-        return weights
+    def weights(self) -> Weights:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
-    def load_weights(self, tree: dict[str, Any]) -> None:
-        self.model.load_state_dict(tree)
-
-    def write_extras(self, run_dir: Any) -> list[str]:
-        return []
+    def load_weights(self, weights: Weights) -> None:
+        self.model.load_state_dict(weights)
 
 
-def recipe_of(cfg: Any, model_cfg: Any, device: torch.device) -> Recipe:
-    amp = resolve_amp(cfg.device.amp, device)
-    if amp != "none" and model_cfg.dtype == "float64":
-        raise UserError(f"device.amp={amp} with model.dtype=float64 is not allowed; use float32 "
-                        "or device.amp=none")
-    return Recipe(
-        optimizer=cfg.optimizer, epochs=cfg.epochs, batch_size=cfg.batch_size,
-        check_every=cfg.print_every, seed=cfg.seed, dtype=DTYPES[model_cfg.dtype],
-        manual_sgd=getattr(model_cfg, "api", None) == "barebones", crop_pad=model_cfg.crop_pad,
-        flip=model_cfg.flip, padding_mode=model_cfg.padding_mode, tta=model_cfg.tta,
-        bias_lr_scale=getattr(model_cfg, "bias_lr_scale", None),
-        lookahead_every=getattr(model_cfg, "lookahead_every", 0), amp=amp,
-        channels_last=cfg.device.channels_last and device.type != "mps",
-        compile=cfg.device.compile, train_eval_samples=cfg.train_eval_samples,
-        val_eval_samples=cfg.val_eval_samples,
-    )
-
-
-def prepare(cfg: Any, spec: ModelSpec, model_cfg: Any, announce: Any) -> Prepared:
-    """The torch run of `cfg`: data on the device, the model (`spec.build`) and its task."""
-    from cvlab.data import load_splits
-
-    check_schedule(cfg.optimizer)
-    set_torch_threads(cfg.device.threads)
-    device, line = resolve_device(cfg.device.name)
-    announce(line)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    splits = load_splits(cfg.dataset, announce=announce)
-    data = DeviceData.from_splits(splits, device)
-    input_shape = tuple(splits.X_train.shape[1:])
-    model = spec.build(model_cfg, input_shape, splits.num_classes, cfg.seed)
-    model = model.to(device=device, dtype=DTYPES[model_cfg.dtype])
-    r = recipe_of(cfg, model_cfg, device)
-    if r.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if hasattr(model, "init_whitening") and not cfg.resume:
-        model.init_whitening(normalize(data.X_train[:5000], data.mean, data.std, torch.float32))
-    count = sum(p.numel() for p in model.parameters())
-    announce(f"model {spec.name}: {count} parameters")
-    task = TorchRunTask(model, data, r, device)
-    if device.type == "cuda":
-        _warm_up(task)
-    return Prepared(task=task, dataset=splits.name, dataset_source=splits.source,
-                    device=device_name(device), settings={"num_train": len(splits.y_train)})
-
-
-def _warm_up(task: TorchRunTask, steps: int = 3) -> None:
+def warm_up(task: TorchRunTask, steps: int = 3) -> None:
     """Run a few untimed steps and an evaluation (kernel selection, compilation), then restore
     the model and optimizer: results are unchanged, only the timing excludes the start-up."""
     saved_model = copy.deepcopy(task.model.state_dict())

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from cvlab.data.constants import END, NULL, START
+from cvlab.defaults import CAPTIONING_RNN
 from cvlab.layers._validate import check_indices, check_nonempty, shape_of
 from cvlab.layers.rnn import (
     lstm_forward,
@@ -26,7 +28,7 @@ from cvlab.layers.rnn import (
     temporal_softmax_loss,
     word_embedding_forward,
 )
-from cvlab.models.captioning import CELL_TYPES, CaptioningConfig
+from cvlab.vocab import CELL_TYPES
 
 PARAM_NAMES = ("W_embed", "W_proj", "b_proj", "Wx", "Wh", "b", "W_vocab", "b_vocab")
 
@@ -44,10 +46,10 @@ class CaptioningRNN:
     def __init__(
         self,
         word_to_idx: Mapping[str, int],
-        input_dim: int = 512,
-        wordvec_dim: int = CaptioningConfig.wordvec_dim,
-        hidden_dim: int = CaptioningConfig.hidden_dim,
-        cell_type: str = CaptioningConfig.cell_type,
+        input_dim: int = CAPTIONING_RNN["input_dim"],
+        wordvec_dim: int = CAPTIONING_RNN["wordvec_dim"],
+        hidden_dim: int = CAPTIONING_RNN["hidden_dim"],
+        cell_type: str = CAPTIONING_RNN["cell_type"],
         dtype: torch.dtype = torch.float32,
         generator: torch.Generator | None = None,
         device: str | torch.device = "cpu",
@@ -62,9 +64,9 @@ class CaptioningRNN:
         self.input_dim, self.wordvec_dim, self.hidden_dim = input_dim, wordvec_dim, hidden_dim
 
         vocab_size = len(self.word_to_idx)
-        self._null = self.word_to_idx["<NULL>"]
-        self._start = self.word_to_idx.get("<START>")
-        self._end = self.word_to_idx.get("<END>")
+        self._null = self.word_to_idx[NULL]
+        self._start = self.word_to_idx.get(START)
+        self._end = self.word_to_idx.get(END)
 
         def randn(*shape: int) -> torch.Tensor:
             return torch.randn(*shape, generator=generator, dtype=torch.float64)

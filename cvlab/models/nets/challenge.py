@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cvlab.models.torch_common import TTA_LEVELS
+from cvlab.train.torch_task import TrainingHooks
 
 
 class FixedScaleBatchNorm(nn.BatchNorm2d):
@@ -73,7 +73,7 @@ class ConvGroup(nn.Module):
         return x + self.activation(self.norm3(self.conv3(branch)))
 
 
-class ChallengeNet(nn.Module):
+class ChallengeNet(nn.Module, TrainingHooks):
     """Whitening conv, three ConvGroups of widths `widths` (`depth` convs each), linear head."""
 
     def __init__(
@@ -130,6 +130,10 @@ class ChallengeNet(nn.Module):
         weight = torch.cat([filters, -filters]).to(self.whiten.weight)
         self.whiten.weight.copy_(weight)
 
+    def before_training(self, images: torch.Tensor) -> None:
+        """The whitening filters from the first training images (TrainingHooks)."""
+        self.init_whitening(images)
+
     def on_epoch_start(self, epoch: int) -> None:
         """Train the whitening bias only during the first `whiten_bias_epochs` epochs."""
         self.whiten.bias.requires_grad_(epoch < self.whiten_bias_epochs)
@@ -150,28 +154,3 @@ class ChallengeNet(nn.Module):
             {"params": biases, "lr": bias_lr, "weight_decay": weight_decay / bias_lr},
             {"params": others, "lr": learning_rate, "weight_decay": weight_decay / learning_rate},
         ]
-
-
-def predict_with_tta(model: nn.Module, x: torch.Tensor, level: str = "none") -> torch.Tensor:
-    """Scores (N, 10) of images x (N, C, H, W), averaged over test-time augmentations.
-
-    level "none": the images; "flip": mean of the images and their mirrors;
-    "flip_translate": 1/2 of that plus 1/4 each for the images shifted by one pixel up-left
-    and down-right (reflect padding), each with its mirror.
-    """
-    if level == "none":
-        return model(x)
-
-    def mirrored(batch: torch.Tensor) -> torch.Tensor:
-        return 0.5 * (model(batch) + model(batch.flip(-1)))
-
-    scores = mirrored(x)
-    if level == "flip":
-        return scores
-    if level != "flip_translate":
-        raise ValueError(f"tta level {level!r}; expected one of {', '.join(TTA_LEVELS)}")
-    height, width = x.shape[-2:]
-    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
-    shifted_a = padded[..., 0:height, 0:width]
-    shifted_b = padded[..., 2 : height + 2, 2 : width + 2]
-    return 0.5 * scores + 0.25 * mirrored(shifted_a) + 0.25 * mirrored(shifted_b)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cvlab.models.torch_common import API_LEVELS
+from cvlab.vocab import API_LEVELS
 
 # ----------------------------------------------------------------------------- barebones
 

@@ -1,0 +1,231 @@
+"""The one reader of a run folder: every command that reads a run (resume, eval, plot, sweep
+resume, `cvlab runs`) reads it here, so that the same folder gets the same answer everywhere.
+
+    folder = RunFolder(run_dir)
+    folder.config()          # config.yaml as a dict (safely read, checked)
+    folder.summary()         # summary.json as a RunSummary (checked), None when there is none
+    folder.metrics()         # metrics.csv as a DataFrame of floats (intact rows only)
+    folder.weights("model")  # model.npz: family, model_type and the weights tree
+
+What is read is checked, and anything that cannot be used is a RecordError: one line naming the
+file and what is wrong. Nothing here writes, and nothing read can run code: YAML is read with
+the safe loader and refused when it names a `_target_` (an object to instantiate), JSON is
+plain data, arrays come from .npy members without pickle (cvlab.records.state).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cvlab.records.files import (
+    CHECKPOINT_NAME,
+    CONFIG_NAME,
+    METRICS_NAME,
+    SUMMARY_NAME,
+    WEIGHT_FILES,
+    RecordError,
+)
+from cvlab.records.state import WEIGHTS_KIND, load_state
+from cvlab.records.summary import METRIC_KEYS, RunSummary
+
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")  # a family or model type as cvlab names them
+MAX_DEPTH = 64  # nesting a config or summary may have (a real one has 4)
+
+
+def host_name() -> str:
+    return socket.gethostname()
+
+
+class RunFolder:
+    """A run folder, read on demand (nothing is read when it is made)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def has(self, name: str) -> bool:
+        return (self.path / name).is_file()
+
+    # ---- config.yaml ---------------------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        """config.yaml as nested dicts; RecordError when it is missing, not YAML, not a mapping
+        of string keys, or asks for an object to be instantiated (`_target_`)."""
+        import yaml
+
+        path = self.path / CONFIG_NAME
+        try:
+            data = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise RecordError(f"{path} does not exist") from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:
+            raise RecordError(f"{path} cannot be read ({_first_line(err)})") from None
+        if not isinstance(data, dict):
+            raise RecordError(f"{path} is not a config (a mapping of keys to values)")
+        _check_tree(data, path)
+        return data
+
+    # ---- summary.json --------------------------------------------------------------------
+
+    def summary(self) -> RunSummary | None:
+        """summary.json as a RunSummary (None when the folder has none); RecordError when it
+        is not JSON, names a family or model type that is not a name, or holds metrics that
+        are not numbers. A `running` run whose process is gone reads as `stopped`."""
+        path = self.path / SUMMARY_NAME
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+            raise RecordError(f"{path} cannot be read ({_first_line(err)})") from None
+        if not isinstance(data, dict):
+            raise RecordError(f"{path} is not a run summary (a JSON object)")
+        _check_tree(data, path)
+        for key in ("family", "model_type"):
+            value = data.get(key)
+            if value is not None and not (isinstance(value, str) and NAME.match(value)):
+                raise RecordError(f"{path}: {key} {str(value)[:40]!r} is not a name cvlab "
+                                  "writes (letters, digits and _)")
+        metrics = data.get("metrics") or {}
+        if not isinstance(metrics, dict):
+            raise RecordError(f"{path}: metrics is not a JSON object")
+        for key in METRIC_KEYS:
+            if key in metrics and not _is_number(metrics[key]):
+                raise RecordError(f"{path}: metric {key} is {str(metrics[key])[:40]!r}, not a "
+                                  "number")
+        summary = RunSummary.from_dict(data)
+        if summary.status == "running" and not _alive(summary.pid, summary.host):
+            summary.status = "stopped"
+        return summary
+
+    # ---- metrics.csv ---------------------------------------------------------------------
+
+    def metrics(self) -> Any:
+        """metrics.csv as a DataFrame of floats (empty cells NaN; empty frame when missing).
+
+        Rows that do not parse (a file cut mid-row, anything appended after it) end the
+        table: the intact rows before them are kept. A cell written as `nan` (a diverged
+        loss) is NaN too, but unlike an empty cell it counts as logged:
+        `frame.attrs["logged"][column]` marks the rows where the column was written.
+        """
+        import numpy as np
+        import pandas as pd
+
+        path = self.path / METRICS_NAME
+        try:
+            text = path.read_text(errors="replace")
+        except FileNotFoundError:
+            return pd.DataFrame()
+        except OSError as err:
+            raise RecordError(f"{path} cannot be read ({_first_line(err)})") from None
+        header, rows = _intact_rows(text)
+        frame = pd.DataFrame(index=range(len(rows)))
+        logged = {}
+        for position, name in enumerate(header):
+            cells = [row[position].strip() for row in rows]
+            logged[name] = np.array([cell != "" for cell in cells], dtype=bool)
+            frame[name] = [float(cell) if cell else math.nan for cell in cells]
+        frame.attrs["logged"] = logged
+        return frame
+
+    # ---- weights and checkpoints ----------------------------------------------------------
+
+    def weights(self, name: str = "model") -> dict[str, Any]:
+        """model.npz (name "model") or model_best.npz ("model_best"): {"family", "model_type",
+        "weights"}; StateError (a RecordError's kin, one line) when it cannot be used."""
+        tree = load_state(self.path / WEIGHT_FILES[name], kind=WEIGHTS_KIND)
+        for key in ("family", "model_type"):
+            if not isinstance(tree.get(key), str):
+                raise RecordError(f"{self.path / WEIGHT_FILES[name]} names no {key}")
+        return tree
+
+    def checkpoint(self) -> dict[str, Any]:
+        """checkpoint.npz: {"meta", "loop", "task"}."""
+        tree = load_state(self.path / CHECKPOINT_NAME)
+        if not all(isinstance(tree.get(key), dict) for key in ("meta", "loop", "task")):
+            raise RecordError(f"{self.path / CHECKPOINT_NAME} is not a training checkpoint "
+                              "(it lacks meta, loop or task)")
+        return tree
+
+
+def _intact_rows(text: str) -> tuple[list[str], list[list[str]]]:
+    """The header and the rows up to the first that does not parse (wrong number of cells,
+    a cell that is not a number)."""
+    lines = text.splitlines()
+    if not lines:
+        return [], []
+    header = next(csv.reader(io.StringIO(lines[0])))
+    rows = []
+    for line in lines[1:]:
+        try:
+            (row,) = list(csv.reader(io.StringIO(line)))
+        except (csv.Error, ValueError):
+            break
+        if len(row) != len(header) or not all(_is_cell(cell) for cell in row):
+            break
+        rows.append(row)
+    return header, rows
+
+
+def _is_cell(cell: str) -> bool:
+    cell = cell.strip()
+    if not cell:
+        return True
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number, null, or a non-finite float as to_json writes it ("nan", "inf")."""
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return True
+    return isinstance(value, str) and value in ("nan", "inf", "-inf")
+
+
+def _check_tree(tree: Any, path: Path, depth: int = 0) -> None:
+    """Plain data only: string keys, no `_target_`, nested at most MAX_DEPTH deep."""
+    if depth > MAX_DEPTH:
+        raise RecordError(f"{path} is nested more than {MAX_DEPTH} levels deep; it is not a "
+                          "file cvlab wrote")
+    if isinstance(tree, Mapping):
+        for key, value in tree.items():
+            if not isinstance(key, str):
+                raise RecordError(f"{path}: key {key!r} is not a string")
+            if key == "_target_":
+                raise RecordError(f"{path} names an object to instantiate (_target_: "
+                                  f"{str(value)[:60]!r}); cvlab never instantiates one from a "
+                                  "run folder")
+            _check_tree(value, path, depth + 1)
+    elif isinstance(tree, list):
+        for value in tree:
+            _check_tree(value, path, depth + 1)
+
+
+def _alive(pid: Any, host: Any) -> bool:
+    """Whether the process a summary says is running it still is (on this host). A summary
+    from another host, or without a pid, is taken at its word."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or host != host_name():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
