@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,18 +48,34 @@ def override_key(override: str) -> str:
     return _split(override)[1]
 
 
-def prepare(name: str, args: list[str]) -> tuple[list[str], Path | None]:
-    """The arguments to hand Hydra and the run folder (created); UserError on a bad config."""
-    from cvlab.cli import COMMANDS, MULTIRUN_FLAGS, overrides_of
+@dataclass(frozen=True)
+class Launch:
+    """What Hydra is handed: the overrides, the run (or sweep) folder made for them (None for
+    a command that produces no run) and whether the jobs are a sweep."""
+
+    overrides: list[str]
+    run_dir: Path | None
+    multirun: bool
+
+
+def prepare(name: str, args: list[str]) -> Launch:
+    """Everything before Hydra runs: the config of every job composed and checked, what each
+    job needs of the machine checked, the run folder created; UserError on anything wrong."""
+    from cvlab.cli.words import COMMANDS, MULTIRUN_FLAGS, overrides_of
     from cvlab.config.compose import compose_plan
 
     multirun = any(a in MULTIRUN_FLAGS for a in args)
+    flags = [a for i, a in enumerate(args) if a not in MULTIRUN_FLAGS
+             and i not in _positions(args)]
+    if flags:
+        raise UserError(f"{flags[0]} is one of Hydra's information flags; use it with --cfg, "
+                        "--info or --hydra-help, or drop it")
     if not COMMANDS[name].run_folder:
         if multirun:
             raise UserError(f"-m does not apply to cvlab {name}: it works on one folder at a time")
         compose_plan(name, overrides_of(args), multirun=False)
-        return [*args, "hydra.run.dir=.", "hydra.output_subdir=null",
-                "hydra/job_logging=cvlab_console"], None
+        return Launch([*overrides_of(args), "hydra.run.dir=.", "hydra.output_subdir=null",
+                       "hydra/job_logging=cvlab_console"], None, False)
     args = with_resumed_overrides(args)
     plan = compose_plan(name, overrides_of(args), multirun)
     if name == "train":
@@ -71,14 +88,20 @@ def prepare(name: str, args: list[str]) -> tuple[list[str], Path | None]:
         from cvlab.records.sweeps import write_sweep_plan
 
         write_sweep_plan(run_dir, [job for job, _ in plan.jobs])
-    return [*args, *extra], run_dir
+    return Launch([*overrides_of(args), *extra], run_dir.resolve(), plan.multirun)
+
+
+def _positions(args: list[str]) -> set[int]:
+    from cvlab.cli.words import override_positions
+
+    return set(override_positions(args))
 
 
 def with_resumed_overrides(args: list[str]) -> list[str]:
     """With `resume=<run folder>|latest`: the overrides that run was started with, then the
     new ones (which win), and the folder's path; the run's own config is so the base of the
     new one. A job of a sweep resumes as a single run."""
-    from cvlab.cli import MULTIRUN_FLAGS, override_positions
+    from cvlab.cli.words import MULTIRUN_FLAGS, override_positions
 
     positions = override_positions(args)
     resume = [i for i in positions if override_key(args[i]) == "resume"]
@@ -163,7 +186,7 @@ def create_output_folder(name: str, cfg: Any, args: list[str],
 
 def finish_interrupted(name: str, run_dir: Path | None, err: BaseException) -> int:
     """SIGINT / SIGTERM reached this process during a run or sweep: record, one line."""
-    from cvlab.cli import fail
+    from cvlab.cli.words import fail
     from cvlab.records.files import SWEEP_PLAN
     from cvlab.records.folders import job_dirs
     from cvlab.records.sweeps import close_interrupted_jobs, summarize_sweep

@@ -20,7 +20,7 @@ from cvlab.errors import UserError
 
 def command_help(name: str, overrides: list[str]) -> int:
     """Print the help of `cvlab <name>` (with `overrides` applied to the config shown)."""
-    from cvlab.cli import COMMANDS
+    from cvlab.cli.words import COMMANDS
     from cvlab.config.compose import compose, hydra_context
     from cvlab.config.store import SCHEMA_SUFFIX
 
@@ -58,7 +58,7 @@ def command_help(name: str, overrides: list[str]) -> int:
 
 def completion(argv: list[str]) -> int:
     """`-sc install=<shell>`, `-sc uninstall=<shell>` or `-sc query=<shell>` anywhere."""
-    from cvlab.cli import fail
+    from cvlab.cli.words import fail
 
     request = _request(argv)
     if request is None:
@@ -106,7 +106,7 @@ def _plugin(shell: str) -> Any:
 
 def candidates(plugin: Any) -> list[str]:
     """Completion candidates for the shell's COMP_LINE (`cvlab <command> ...`)."""
-    from cvlab.cli import COMMANDS
+    from cvlab.cli.words import COMMANDS
     from cvlab.config.compose import hydra_context
 
     line = os.environ.get("COMP_LINE", "")

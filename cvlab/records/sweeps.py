@@ -68,15 +68,15 @@ def sweep_rows(sweep_dir: Path, keys: Iterable[str] | None = None) -> list[dict[
     rows = []
     planned = read_sweep_plan(sweep_dir)
     for job in job_dirs(sweep_dir):
-        planned.pop(int(job.name), None)
+        in_plan = planned.pop(int(job.name), [])
         try:
             summary = RunFolder(job).summary() or RunSummary(status="failed",
                                                              error="no summary.json")
         except RecordError as err:
             summary = RunSummary(status="failed", error=str(err))
         row: dict[str, Any] = {"job": int(job.name), "status": summary.status}
-        if summary.overrides:
-            row["overrides"] = " ".join(summary.overrides)
+        if summary.overrides or in_plan:  # a job stopped while starting has only its plan's
+            row["overrides"] = " ".join(summary.overrides or in_plan)
         for key, value in {**summary.settings, **summary.metrics}.items():
             if wanted is None or key in wanted:
                 row[key] = value

@@ -1,0 +1,75 @@
+"""The command line's words: its commands, the flags it knows, the one-line failure, and
+which arguments are overrides. Every module of cvlab.cli takes them from here."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from cvlab.config.commands import BENCH_ACTIONS, DATA_ACTIONS
+
+
+@dataclass(frozen=True)
+class Command:
+    summary: str
+    actions: tuple[str, ...] = ()
+    run_folder: bool = True  # False: the command produces no run (nothing to keep)
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command("train a model, an experiment or a sweep (-m / sweep=...) from configs"),
+    "gradcheck": Command("check analytic gradients against numeric ones (layer=<name>|all)"),
+    "plot": Command("draw figures, a table and report.md into a run or sweep folder",
+                    run_folder=False),
+    "eval": Command("score a run's saved model again on its val or test split (eval.json)",
+                    run_folder=False),
+    "data": Command("show what datasets are found (info) or download one (fetch)",
+                    DATA_ACTIONS, run_folder=False),
+    "bench": Command("benchmark layers (layers) or training speed (train)", BENCH_ACTIONS),
+}
+
+HELP_FLAGS = {"--help", "-h"}
+# Hydra flags that print information instead of running, and flags that take a value.
+INFO_FLAGS = {"--hydra-help", "--cfg", "-c", "--info", "-i", "--resolve"}
+VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+               "--config-dir", "-cd", "--info", "-i", "--experimental-rerun"}
+MULTIRUN_FLAGS = ("-m", "--multirun")
+COMPLETION_FLAGS = ("-sc", "--shell-completion")
+
+_state: dict[str, Any] = {}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: cvlab <command> [action] [group=option ...] [key=value ...] [-m]", "",
+             "commands:"]
+    for name, command in COMMANDS.items():
+        actions = f" [{'|'.join(command.actions)}]" if command.actions else ""
+        lines.append(f"  {name:<{width}}  {command.summary}{actions}")
+    lines += ["", "`cvlab <command> --help` shows the command's config groups and every field; "
+              "`cvlab --version`;", "shell completion: eval \"$(cvlab -sc install=bash)\" "
+              "(or zsh; fish: cvlab -sc install=fish | source)."]
+    return "\n".join(lines)
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(message if message.startswith("cvlab") else f"cvlab: {message}", file=sys.stderr)
+    return code
+
+
+def override_positions(args: list[str]) -> list[int]:
+    """Indices of the key=value overrides among the arguments (flags and their values left out)."""
+    positions, skip = [], False
+    for i, arg in enumerate(args):
+        if skip:
+            skip = False
+        elif arg.startswith("-"):
+            skip = arg in VALUE_FLAGS
+        else:
+            positions.append(i)
+    return positions
+
+
+def overrides_of(args: list[str]) -> list[str]:
+    return [args[i] for i in override_positions(args)]
