@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import CVLAB, TINY_DATA
 
 from cvlab.config.compose import compose_plan, hydra_context
 from cvlab.config.store import PRIMARY_SCHEMAS
@@ -21,9 +22,6 @@ COMMANDS = ["train", "gradcheck", "plot", "eval", "data", "bench"]
 TRAIN_GROUPS = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and p.name != "hydra")
 OPTIONS = [(group, path.stem) for group in TRAIN_GROUPS
            for path in sorted((CONFIGS / group).glob("*.yaml"))]
-TINY = ["dataset=synthetic", "dataset.synthetic_train=300", "dataset.synthetic_test=50",
-        "dataset.num_train=100", "dataset.num_val=50", "dataset.num_test=50"]
-CVLAB = str(Path(sys.executable).with_name("cvlab"))
 
 
 @pytest.fixture(scope="module")
@@ -125,14 +123,14 @@ def test_bad_values_and_unused_fields_fail_before_any_work(cvlab, tmp_path, over
 
 
 def test_a_bad_third_value_fails_the_sweep_before_its_first_job(cvlab, tmp_path):
-    result = cvlab("train", *TINY, "epochs=1", "-m", "optimizer.learning_rate=1e-3,1e-2,-5")
+    result = cvlab("train", *TINY_DATA, "epochs=1", "-m", "optimizer.learning_rate=1e-3,1e-2,-5")
     line = one_line(result)
     assert "sweep job 2 of 3 (optimizer.learning_rate=-5)" in line and "> 0" in line
     assert not (tmp_path / "outputs").exists()  # no job ran, no folder
 
 
 def test_basic_launcher_glob_range_and_m_in_the_middle(cvlab, tmp_path):
-    result = cvlab("train", *TINY, "epochs=1", "hydra/launcher=basic", "-m",
+    result = cvlab("train", *TINY_DATA, "epochs=1", "hydra/launcher=basic", "-m",
                    "model=glob(ln_*)", "batch_size=range(25,75,25)", "progress=false")
     assert result.returncode == 0, result.stderr
     (summary,) = (tmp_path / "outputs").rglob("sweep_summary.json")
@@ -142,12 +140,12 @@ def test_basic_launcher_glob_range_and_m_in_the_middle(cvlab, tmp_path):
 
 
 def test_a_continuous_range_needs_a_sampling_sweeper(cvlab):
-    line = one_line(cvlab("train", *TINY, "-m", "optimizer.learning_rate=interval(1e-4,1e-2)"))
+    line = one_line(cvlab("train", *TINY_DATA, "-m", "optimizer.learning_rate=interval(1e-4,1e-2)"))
     assert "hydra/sweeper=optuna" in line
 
 
 def test_optuna_sweeper_optimizes_the_objective(cvlab, tmp_path):
-    result = cvlab("train", *TINY, "model=bn_fc", "epochs=1", "progress=false", "-m",
+    result = cvlab("train", *TINY_DATA, "model=bn_fc", "epochs=1", "progress=false", "-m",
                    "hydra/sweeper=optuna", "hydra/launcher=basic", "hydra.sweeper.n_trials=3",
                    "hydra.sweeper.direction=maximize", "hydra.sweeper.sampler.seed=0",
                    "optimizer.learning_rate=tag(log,interval(1e-4,1e-2))")

@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_run
+from conftest import TINY_DATA, make_run
 
-TINY = ["dataset=synthetic", "dataset.synthetic_train=300", "dataset.synthetic_test=50",
-        "dataset.num_train=100", "dataset.num_val=50", "dataset.num_test=50"]
 FAMILIES = {
-    "numpy": ["model=cnn", "model.num_filters=4", "model.hidden_dim=8", *TINY, "epochs=2",
+    "numpy": ["model=cnn", "model.num_filters=4", "model.hidden_dim=8", *TINY_DATA, "epochs=2",
               "batch_size=25"],
-    "torch": ["model=torch_cnn", "model.channel_1=4", "model.channel_2=4", *TINY, "epochs=2",
+    "torch": ["model=torch_cnn", "model.channel_1=4", "model.channel_2=4", *TINY_DATA, "epochs=2",
               "batch_size=25", "device=cpu"],
     "captioning": ["model=caption_lstm", "dataset=shapes_captions", "dataset.shapes_train=30",
                    "dataset.shapes_val=10", "model.hidden_dim=8", "model.wordvec_dim=8",

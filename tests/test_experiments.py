@@ -4,12 +4,11 @@ resume through the CLI; the slow real-CIFAR-10 checks of the course's headline r
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_DATA
+from conftest import TINY_DATA, requires_cifar
 from PIL import Image
 
 from cvlab.records.reader import RunFolder
@@ -169,17 +168,8 @@ def test_cnn_experiments_end_to_end_and_plot(cvlab, tmp_path, experiment):
     _plot(cvlab, run, {"curves.png", "filters.png"})
 
 
-def _cifar_available() -> bool:
-    root = os.environ.get("CVLAB_DATA")
-    return bool(root) and (Path(root) / "cifar10").is_dir()
-
-
-needs_cifar = pytest.mark.skipif(not _cifar_available(),
-                                 reason="real CIFAR-10 not found ($CVLAB_DATA/cifar10)")
-
-
 @pytest.mark.slow
-@needs_cifar
+@requires_cifar
 def test_bn_deep_batchnorm_ahead_of_baseline_on_cifar10(cvlab, tmp_path):
     result = cvlab("train", "experiment=bn_deep", "dataset=cifar10", "epochs=4")
     assert result.returncode == 0, result.stderr
@@ -189,7 +179,7 @@ def test_bn_deep_batchnorm_ahead_of_baseline_on_cifar10(cvlab, tmp_path):
 
 
 @pytest.mark.slow
-@needs_cifar
+@requires_cifar
 def test_cnn_overfit_on_cifar10(cvlab, tmp_path):
     # The course's setup; fewer validation images keep the per-epoch checks short.
     result = cvlab("train", "experiment=cnn_overfit", "dataset=cifar10",

@@ -8,11 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import TINY_DATA
+
 from cvlab.layers import fast
 
 NOTICE = "the compiled fast layers (cvlab.ext) are not built"
-TINY_DATA = ["dataset=synthetic", "dataset.synthetic_train=300", "dataset.synthetic_test=50",
-             "dataset.num_train=100", "dataset.num_val=50", "dataset.num_test=50"]
 
 
 def test_notice_once_per_process_and_inherited_silence(monkeypatch):

@@ -11,20 +11,16 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CVLAB, TINY_DATA
 
 from cvlab.records.state import load_state
 from cvlab.records.summary import read_summary
-
-TINY = ["dataset=synthetic", "dataset.synthetic_train=300", "dataset.synthetic_test=50",
-        "dataset.num_train=100", "dataset.num_val=50", "dataset.num_test=50"]
-CVLAB = str(Path(sys.executable).with_name("cvlab"))
 
 
 def start(tmp_path: Path, *args: str) -> subprocess.Popen:
@@ -62,7 +58,7 @@ def one_line(stderr: str) -> str:
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_ends_a_run_as_interrupted_with_its_checkpoint_intact(tmp_path, signum, code):
-    process = start(tmp_path, "train", "model=bn_fc", *TINY, "epochs=100000", "batch_size=25",
+    process = start(tmp_path, "train", "model=bn_fc", *TINY_DATA, "epochs=100000", "batch_size=25",
                     "progress=false", "print_every=1000000")
     wait_for("checkpoint.npz", tmp_path / "outputs", process)
     process.send_signal(signum)
@@ -79,7 +75,7 @@ def test_a_signal_ends_a_run_as_interrupted_with_its_checkpoint_intact(tmp_path,
 
 @pytest.mark.parametrize("whole_group", [True, False], ids=["ctrl-c", "sigterm-to-parent"])
 def test_an_interrupted_parallel_sweep_records_every_job_and_its_summary(tmp_path, whole_group):
-    process = start(tmp_path, "train", "model=bn_fc", "sweep=weight_scale", *TINY,
+    process = start(tmp_path, "train", "model=bn_fc", "sweep=weight_scale", *TINY_DATA,
                     "epochs=100000", "batch_size=25", "print_every=1000000",
                     "hydra.sweeper.params={model.weight_scale:'1e-3,1e-2,1e-1'}")
     wait_for("checkpoint.npz", tmp_path / "outputs", process)
@@ -121,8 +117,8 @@ class Exploit:
 
 
 FAMILIES = {
-    "numpy": ["model=fc", *TINY, "epochs=1"],
-    "torch": ["model=torch_fc", "model.hidden_dim=8", *TINY, "epochs=1", "device=cpu"],
+    "numpy": ["model=fc", *TINY_DATA, "epochs=1"],
+    "torch": ["model=torch_fc", "model.hidden_dim=8", *TINY_DATA, "epochs=1", "device=cpu"],
     "captioning": ["model=caption_rnn", "dataset=shapes_captions", "dataset.shapes_train=30",
                    "dataset.shapes_val=10", "model.hidden_dim=8", "model.wordvec_dim=8",
                    "epochs=1", "batch_size=20", "device=cpu"],
@@ -163,7 +159,7 @@ def test_the_same_clock_reading_never_shares_a_run_folder(tmp_path, cvlab, monke
 
     monkeypatch.setattr(runs.datetime, "datetime", Frozen)
     for _ in range(2):
-        assert cvlab("train", "model=fc", *TINY, "epochs=1").returncode == 0
+        assert cvlab("train", "model=fc", *TINY_DATA, "epochs=1").returncode == 0
     folders = sorted(p.name for p in (tmp_path / "outputs" / "train").glob("*/*"))
     assert folders == ["03-04-05-000678", "03-04-05-000678-1"]
     for name in folders:
@@ -198,7 +194,7 @@ def in_tmpfs(tmp_path: Path, options: str, *args: str) -> subprocess.CompletedPr
 
 @needs_mount
 def test_a_read_only_outputs_root_is_one_line(tmp_path):
-    result = in_tmpfs(tmp_path, "ro,size=1m", "train", "model=fc", *TINY, "epochs=1")
+    result = in_tmpfs(tmp_path, "ro,size=1m", "train", "model=fc", *TINY_DATA, "epochs=1")
     assert result.returncode == 1
     line = one_line(result.stderr)
     assert "Read-only file system" in line and str(tmp_path / "mnt") in line
@@ -208,7 +204,7 @@ def test_a_read_only_outputs_root_is_one_line(tmp_path):
 @pytest.mark.parametrize("size", ["400k", "12k"], ids=["during-the-run", "at-the-start"])
 def test_a_full_disk_is_one_line_with_no_temporary_and_no_running_summary(tmp_path, size):
     result = in_tmpfs(tmp_path, f"size={size}", "train", "model=fc",
-                      "model.hidden_dims=[300,300]", *TINY, "epochs=3", "progress=false")
+                      "model.hidden_dims=[300,300]", *TINY_DATA, "epochs=3", "progress=false")
     assert result.returncode == 1
     line = one_line(result.stderr)
     assert "No space left on device" in line and str(tmp_path / "mnt") in line

@@ -7,7 +7,9 @@ import json
 import sys
 import textwrap
 
+import numpy as np
 import pytest
+from conftest import TINY_DATA
 
 import cvlab.models
 from cvlab.models import registry
@@ -59,15 +61,14 @@ defaults:
   - _self_
 """
 
-TINY = ["dataset=synthetic", "dataset.synthetic_train=300", "dataset.synthetic_test=50",
-        "dataset.num_train=100", "dataset.num_val=50", "dataset.num_test=50", "epochs=2",
-        "batch_size=25", "progress=false"]
+TINY = [*TINY_DATA, "epochs=2", "batch_size=25", "progress=false"]
 
 
 @pytest.fixture
 def new_model(tmp_path, monkeypatch):
     """The two files of a new model in tmp_path; its module found as cvlab.models's own (as a
     file in cvlab/models/ would be), its YAML through Hydra's search path."""
+    registry.model_types()  # the built-in types, registered before the registry is copied
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "softmax_regression.py").write_text(textwrap.dedent(MODULE))
     (tmp_path / "configs" / "model").mkdir(parents=True)
@@ -104,3 +105,86 @@ def test_a_field_the_new_model_does_not_have_is_refused(cvlab, new_model):
     assert result.returncode == 2
     assert "unknown key 'model.hidden_dims'" in result.stderr
     assert "valid keys in model: type, weight_scale" in result.stderr
+
+
+BUFFERED = '''
+"""Softmax regression on inputs centred by a running mean (a buffer: state outside params)."""
+from dataclasses import dataclass
+
+import numpy as np
+
+from cvlab.config.train import ModelConfig
+from cvlab.families.numpy import NUMPY
+from cvlab.layers import affine_backward, affine_forward, softmax_loss
+from cvlab.models.registry import ModelSpec, register
+
+
+@dataclass
+class CenteredSoftmaxConfig(ModelConfig):
+    type: str = "centered_softmax"
+    weight_scale: float = 1e-3
+
+
+class CenteredSoftmax:
+    buffers = ("running_mean",)
+
+    def __init__(self, input_dim, num_classes, weight_scale, rng):
+        self.params = {"W": weight_scale * rng.randn(input_dim, num_classes),
+                       "b": np.zeros(num_classes)}
+        self.running_mean = np.zeros(input_dim)
+
+    def loss(self, X, y=None):
+        X = X.reshape(len(X), -1)
+        if y is not None:
+            self.running_mean = 0.9 * self.running_mean + 0.1 * X.mean(axis=0)
+        scores, cache = affine_forward(X - self.running_mean, self.params["W"], self.params["b"])
+        if y is None:
+            return scores
+        loss, dscores = softmax_loss(scores, y)
+        _, dW, db = affine_backward(dscores, cache)
+        return loss, {"W": dW, "b": db}
+
+
+def build(cfg, input_shape, num_classes, rng):
+    return CenteredSoftmax(int(np.prod(input_shape)), num_classes, cfg.weight_scale, rng)
+
+
+SPEC = register(ModelSpec(name="centered_softmax", family=NUMPY,
+                          schema=CenteredSoftmaxConfig, build=build))
+'''
+
+
+@pytest.fixture
+def buffered_model(tmp_path, monkeypatch):
+    registry.model_types()
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "centered_softmax.py").write_text(textwrap.dedent(BUFFERED))
+    (tmp_path / "configs" / "model").mkdir(parents=True)
+    (tmp_path / "configs" / "model" / "centered.yaml").write_text(
+        "defaults:\n  - centered_softmax_schema\n  - _self_\n")
+    monkeypatch.setattr(cvlab.models, "__path__", [*cvlab.models.__path__,
+                                                    str(tmp_path / "models")])
+    monkeypatch.setattr(registry, "_SPECS", dict(registry._SPECS))
+    monkeypatch.setattr(registry, "_loaded", False)
+    yield [f"hydra.searchpath=[file://{tmp_path / 'configs'}]", "launcher=basic"]
+    sys.modules.pop("cvlab.models.centered_softmax", None)
+
+
+def test_a_model_with_a_buffer_resumes_bit_identically(cvlab, tmp_path, buffered_model):
+    from cvlab.records.reader import RunFolder
+
+    run = ["model=centered", *TINY_DATA, "batch_size=25", "progress=false", "device.threads=1",
+           *buffered_model]
+    assert cvlab("train", *run, "epochs=4", cwd=tmp_path / "full").returncode == 0
+    assert cvlab("train", *run, "epochs=2", cwd=tmp_path / "cut").returncode == 0
+    (cut,) = (tmp_path / "cut" / "outputs" / "train").glob("*/*")
+    resumed = cvlab("train", f"resume={cut}", "epochs=4", *buffered_model, cwd=tmp_path / "cut")
+    assert resumed.returncode == 0, resumed.stderr
+    (full,) = (tmp_path / "full" / "outputs" / "train").glob("*/*")
+    last = max((tmp_path / "cut" / "outputs" / "train").glob("*/*"))
+    expected, got = (RunFolder(folder).weights("model")["weights"] for folder in (full, last))
+    assert set(got["buffers"]) == {"running_mean"} and got["buffers"]["running_mean"].any()
+    np.testing.assert_array_equal(got["buffers"]["running_mean"],
+                                  expected["buffers"]["running_mean"])
+    for name in ("W", "b"):
+        np.testing.assert_array_equal(got["params"][name], expected["params"][name])

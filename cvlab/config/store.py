@@ -36,13 +36,15 @@ GROUP_SCHEMAS = {"dataset": DatasetConfig, "optimizer": OptimizerConfig, "device
                  "logger": LoggerConfig}
 SCHEMA_SUFFIX = "_schema"
 
-_stored: set[str] = set()  # names already in the ConfigStore
+_stored: dict[str, type] = {}  # what each name in the ConfigStore holds
 
 
 def _store(group: str | None, name: str, schema: type) -> None:
-    if name not in _stored:
+    """Store `schema` under `name`, once (again when the name now stands for another class: a
+    model module that was loaded anew)."""
+    if _stored.get(name) is not schema:
         ConfigStore.instance().store(group=group, name=name, node=schema)
-        _stored.add(name)
+        _stored[name] = schema
 
 
 def register_schemas() -> None:
