@@ -89,7 +89,8 @@ config_packages = ["cvlab.configs"] + [
 ]
 
 setup(
-    packages=find_packages(include=["cvlab", "cvlab.*"]) + config_packages,
+    packages=[*find_packages(include=["cvlab", "cvlab.*"]), "hydra_plugins.cvlab_plan_sweeper",
+              *config_packages],
     package_dir={"cvlab.configs": "configs"},
     package_data={name: ["*.yaml"] for name in config_packages},
     ext_modules=extensions,

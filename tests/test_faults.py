@@ -11,49 +11,15 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CVLAB, TINY_DATA
+from conftest import CVLAB, TINY_DATA, finish, one_line, start, wait_for
 
 from cvlab.records.state import load_state
 from cvlab.records.summary import read_summary
-
-
-def start(tmp_path: Path, *args: str) -> subprocess.Popen:
-    """The console script in its own session (so that a signal to its group spares pytest)."""
-    env = dict(os.environ, CVLAB_CACHE=str(tmp_path / "cache"), MPLBACKEND="Agg")
-    return subprocess.Popen([CVLAB, *args, f"outputs_root={tmp_path / 'outputs'}"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def finish(process: subprocess.Popen, timeout: float = 120) -> tuple[str, str]:
-    """Its output once it ended (killed, and the test failed, if it outlives `timeout`)."""
-    try:
-        return process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        out, err = process.communicate()
-        raise AssertionError(f"still running {timeout} s after the signal: {err}") from None
-
-
-def wait_for(pattern: str, root: Path, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not list(root.rglob(pattern)):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, f"no {pattern} under {root}"
-        time.sleep(0.1)
-
-
-def one_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

@@ -35,7 +35,7 @@ def test_weight_scale_sweep_with_a_diverging_and_a_failing_job(cvlab, tmp_path):
     # the plan written before the first job started names each job as Hydra numbered it
     plan = json.loads((folder / "sweep_plan.json").read_text())
     planned = {entry["job"]: dict(item.split("=", 1) for item in entry["overrides"])
-               for entry in plan}
+               for entry in plan["jobs"]}
     for row in rows:
         values = dict(item.lstrip("+").split("=", 1) for item in row["overrides"].split())
         for key in ("model.weight_scale", "baseline", "dataset.num_train"):

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 def normalize_arguments(name: str, args: list[str]) -> list[str]:
     """-m anywhere moves to the front; an action word becomes action=<word>; former key names
     are renamed (with a notice)."""
-    from cvlab.cli.prepare import rename_keys
+    from cvlab.cli.words import rename_keys
 
     command = COMMANDS[name]
     flags = [a for a in args if a in MULTIRUN_FLAGS]

@@ -32,10 +32,13 @@ def hydra_app(name: str) -> Any:
     from hydra._internal.hydra import Hydra
     from hydra._internal.utils import create_config_search_path
 
+    from hydra_plugins.cvlab_plan_sweeper import plan_sweeper
+
     from cvlab.config.store import register_schemas
     from cvlab.paths import config_dir
 
     register_schemas()
+    plan_sweeper.register()
     return Hydra.create_main_hydra2(task_name=f"cvlab_{name}",
                                     config_search_path=create_config_search_path(str(config_dir())))
 

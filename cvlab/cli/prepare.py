@@ -11,41 +11,21 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cvlab.cli.resume import (
+    hydra_quote,
+    override_key,
+    override_value,
+    plan_of,
+    resume_target,
+    run_overrides,
+    sweep_overrides,
+)
 from cvlab.errors import UserError
-
-
-def rename_keys(name: str, args: list[str]) -> list[str]:
-    """Former spellings of renamed keys, with a one-line notice each."""
-    from cvlab.config.train import RENAMED_KEYS
-
-    renamed = []
-    for arg in args:
-        prefix, key, rest = _split(arg)
-        if name == "train" and key in RENAMED_KEYS:
-            new = RENAMED_KEYS[key]
-            print(f"cvlab {name}: {key} is now called {new} (the old name works until the "
-                  "next release)", file=sys.stderr)
-            arg = f"{prefix}{new}{rest}"
-        renamed.append(arg)
-    return renamed
-
-
-def _split(arg: str) -> tuple[str, str, str]:
-    """(prefix +/++/~, key, "=value") of an override."""
-    body = arg.lstrip("+~")
-    prefix = arg[:len(arg) - len(body)]
-    key, sep, value = body.partition("=")
-    return prefix, key, sep + value
-
-
-def override_key(override: str) -> str:
-    """The key an override sets (`model` for model=cnn, `a.b` for ++a.b=1)."""
-    return _split(override)[1]
+from cvlab.records.files import SWEEP_PLAN
 
 
 @dataclass(frozen=True)
@@ -60,7 +40,8 @@ class Launch:
 
 def prepare(name: str, args: list[str]) -> Launch:
     """Everything before Hydra runs: the config of every job composed and checked, what each
-    job needs of the machine checked, the run folder created; UserError on anything wrong."""
+    job needs of the machine checked, the run folder created (a resumed sweep's is its own);
+    UserError on anything wrong."""
     from cvlab.cli.words import COMMANDS, MULTIRUN_FLAGS, overrides_of
     from cvlab.config.compose import compose_plan
 
@@ -70,97 +51,89 @@ def prepare(name: str, args: list[str]) -> Launch:
     if flags:
         raise UserError(f"{flags[0]} is one of Hydra's information flags; use it with --cfg, "
                         "--info or --hydra-help, or drop it")
+    overrides = overrides_of(args)
     if not COMMANDS[name].run_folder:
         if multirun:
             raise UserError(f"-m does not apply to cvlab {name}: it works on one folder at a time")
-        compose_plan(name, overrides_of(args), multirun=False)
-        return Launch([*overrides_of(args), "hydra.run.dir=.", "hydra.output_subdir=null",
+        compose_plan(name, overrides, multirun=False)
+        return Launch([*overrides, "hydra.run.dir=.", "hydra.output_subdir=null",
                        "hydra/job_logging=cvlab_console"], None, False)
-    args = with_resumed_overrides(args)
-    plan = compose_plan(name, overrides_of(args), multirun)
+    target = resume_target(overrides) if name == "train" else None
+    if target is not None and (target / SWEEP_PLAN).is_file():
+        return prepare_sweep_resume(name, target, overrides)
+    if target is not None:
+        if multirun:
+            raise UserError("resume=<run folder> continues one run; drop -m (resume=<sweep "
+                            "folder> continues a sweep)")
+        overrides = run_overrides(target, overrides)
+    composed = compose_plan(name, overrides, multirun)
+    _preflight(name, [cfg for _, cfg in composed.jobs])
+    run_dir, extra = create_output_folder(name, composed.base, overrides, composed.multirun)
+    run_dir = run_dir.resolve()
+    if not composed.multirun:
+        return Launch([*overrides, *extra], run_dir, False)
+    from cvlab.records.plan import write_plan
+    from cvlab.run.sweep import make_plan
+
+    plan = make_plan(name, overrides, composed.jobs, sampling=composed.sampling)
+    write_plan(run_dir, plan)
+    launch = [*overrides, *extra]
+    if not composed.sampling:
+        launch = [*_without_sweeper(launch), *plan_sweeper(run_dir, [j.number for j in plan.jobs])]
+    return Launch(launch, run_dir, True)
+
+
+def prepare_sweep_resume(name: str, sweep_dir: Path, overrides: list[str]) -> Launch:
+    """A sweep continued in its folder: its plan's jobs composed again and checked, those
+    still to do launched (the others kept as they are)."""
+    from cvlab.config.compose import compose_plan
+    from cvlab.run.sweep import resume_work, set_aside
+
+    plan = plan_of(sweep_dir)
+    arguments, new = sweep_overrides(sweep_dir, overrides)
+    if plan.sampling:
+        raise UserError(f"resume={sweep_dir} is an Optuna sweep: its study continues from its "
+                        f"optuna.db; launch the search again with hydra.sweeper.storage="
+                        f"sqlite:///{sweep_dir / 'optuna.db'} and a new hydra.sweeper.sampler.seed")
+    composed = compose_plan(name, arguments, multirun=True)
+    allow = bool(composed.jobs) and composed.jobs[0][1].resume_changed or any(
+        override_key(o) == "resume_changed" and override_value(o) == "true" for o in new)
+    work = resume_work(sweep_dir, plan, composed.jobs, allow_changes=allow)
+    _preflight(name, [cfg for number, (_, cfg) in enumerate(composed.jobs)
+                      if number in work.to_run])
+    set_aside(sweep_dir, work.run)
+    print(f"resume={sweep_dir}: {work.line()}", flush=True)
+    launch = [*_without_sweeper([*arguments, *[o for o in new if override_key(o) !=
+                                               "resume_changed"]]),
+              f"hydra.sweep.dir={hydra_quote(str(sweep_dir))}",
+              *plan_sweeper(sweep_dir, work.to_run)]
+    return Launch(launch, sweep_dir, True)
+
+
+def plan_sweeper(sweep_dir: Path, numbers: list[int]) -> list[str]:
+    """The overrides that launch the planned jobs `numbers` with cvlab's plan sweeper."""
+    return ["hydra/sweeper=cvlab_plan",
+            f"hydra.sweeper.plan={hydra_quote(str(sweep_dir / SWEEP_PLAN))}",
+            f"hydra.sweeper.jobs=[{','.join(map(str, numbers))}]"]
+
+
+def _without_sweeper(overrides: list[str]) -> list[str]:
+    """The command line without a choice of the basic sweeper (the plan sweeper replaces it)."""
+    return [o for o in overrides if override_key(o) != "hydra/sweeper"]
+
+
+def _preflight(name: str, configs: list) -> None:
     if name == "train":
         from cvlab.run.train import preflight
 
-        for _, cfg in plan.jobs:
+        for cfg in configs:
             preflight(cfg)
-    run_dir, extra = create_output_folder(name, plan.base, args, plan.multirun)
-    if plan.multirun and not plan.sampling:
-        from cvlab.records.sweeps import write_sweep_plan
-
-        write_sweep_plan(run_dir, [job for job, _ in plan.jobs])
-    return Launch([*overrides_of(args), *extra], run_dir.resolve(), plan.multirun)
 
 
 def _positions(args: list[str]) -> set[int]:
     from cvlab.cli.words import override_positions
 
     return set(override_positions(args))
-
-
-def with_resumed_overrides(args: list[str]) -> list[str]:
-    """With `resume=<run folder>|latest`: the overrides that run was started with, then the
-    new ones (which win), and the folder's path; the run's own config is so the base of the
-    new one. A job of a sweep resumes as a single run."""
-    from cvlab.cli.words import MULTIRUN_FLAGS, override_positions
-
-    positions = override_positions(args)
-    resume = [i for i in positions if override_key(args[i]) == "resume"]
-    if not resume:
-        return args
-    value = args[resume[-1]].split("=", 1)[1].strip().strip("'\"")
-    if value in ("", "null", "None"):
-        return args
-    if any(a in MULTIRUN_FLAGS for a in args):
-        raise UserError("resume= continues one run; drop -m (a sweep's job folder resumes as "
-                        "a single run)")
-    folder = resolve_resume(value, [args[i] for i in positions])
-    mine = [args[i] for i in positions if i not in resume]
-    keys = {override_key(o) for o in mine} | {"resume", "hydra.mode", "hydra.run.dir",
-                                             "hydra.sweep.dir", "outputs_root"}
-    kept = rename_keys("train", [o for o in stored_overrides(folder)
-                                 if override_key(o) not in keys])
-    flags = [a for i, a in enumerate(args) if i not in positions]
-    return [*flags, *kept, *mine, f"resume={hydra_quote(str(folder))}", "hydra.mode=RUN"]
-
-
-def resolve_resume(value: str, overrides: list[str]) -> Path:
-    """The run folder `resume=` names (`latest`: the newest run with a checkpoint)."""
-    from cvlab.records.files import CHECKPOINT_NAME
-    from cvlab.records.folders import latest_run_with
-
-    if value == "latest":
-        roots = [o.split("=", 1)[1] for o in overrides if override_key(o) == "outputs_root"]
-        root = Path(roots[-1] if roots else "outputs")
-        found = latest_run_with(root, CHECKPOINT_NAME)
-        if found is None:
-            raise UserError(f"resume=latest found no run with a {CHECKPOINT_NAME} under "
-                            f"{root / 'train'}; pass resume=<run folder>")
-        print(f"resume=latest: {found}", flush=True)
-        return found.resolve()
-    folder = Path(value).expanduser()
-    if not (folder / CHECKPOINT_NAME).is_file():
-        raise UserError(f"resume={value}: no {CHECKPOINT_NAME} there; pass the folder of a run "
-                        "that reached an epoch end with checkpoint=true, or resume=latest")
-    return folder.resolve()
-
-
-def stored_overrides(folder: Path) -> list[str]:
-    """The overrides a run folder was started with (its .hydra/overrides.yaml), safely read."""
-    import yaml
-
-    path = folder / ".hydra" / "overrides.yaml"
-    try:
-        stored = yaml.safe_load(path.read_text()) if path.is_file() else []
-    except (OSError, yaml.YAMLError) as err:
-        raise UserError(f"resume={folder}: cannot read {path} ({err})") from None
-    if not isinstance(stored, list) or not all(isinstance(o, str) for o in stored):
-        raise UserError(f"resume={folder}: {path} is not a list of overrides")
-    return stored
-
-
-def hydra_quote(value: str) -> str:
-    """`value` as a quoted Hydra override value."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def create_output_folder(name: str, cfg: Any, args: list[str],

@@ -73,3 +73,27 @@ def override_positions(args: list[str]) -> list[int]:
 
 def overrides_of(args: list[str]) -> list[str]:
     return [args[i] for i in override_positions(args)]
+
+
+def rename_keys(name: str, args: list[str]) -> list[str]:
+    """Former spellings of renamed keys, with a one-line notice each."""
+    from cvlab.config.train import RENAMED_KEYS
+
+    renamed = []
+    for arg in args:
+        prefix, key, rest = _split(arg)
+        if name == "train" and key in RENAMED_KEYS:
+            new = RENAMED_KEYS[key]
+            print(f"cvlab {name}: {key} is now called {new} (the old name works until the "
+                  "next release)", file=sys.stderr)
+            arg = f"{prefix}{new}{rest}"
+        renamed.append(arg)
+    return renamed
+
+
+def _split(arg: str) -> tuple[str, str, str]:
+    """(prefix +/++/~, key, "=value") of an override."""
+    body = arg.lstrip("+~")
+    prefix = arg[:len(arg) - len(body)]
+    key, sep, value = body.partition("=")
+    return prefix, key, sep + value

@@ -183,7 +183,8 @@ class TrainConfig:
     val_eval_samples: int | None = SOLVER_DEFAULTS["num_val_samples"]
     evaluate_test: bool = False
     baseline: bool = False  # drop the model's normalization (the sweeps' baseline runs)
-    resume: str | None = None  # a run folder to continue, or `latest`
+    resume: str | None = None  # a run or sweep folder to continue, or `latest`
+    resume_changed: bool = False  # continue a sweep whose configs changed since it was planned
     checkpoint: bool = True
     progress: bool = True
     objective: str = "best_val_acc"

@@ -1,17 +1,15 @@
-"""A sweep's records: its plan (every job's overrides, written before the first starts), the
-closing of an interrupted sweep, and its summary of all jobs.
+"""A sweep's records: the closing of an interrupted sweep, and its summary of all jobs (those
+its plan, cvlab.records.plan, lists but that never started included).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from cvlab.records.files import (
-    SWEEP_PLAN,
     SWEEP_SUMMARY_CSV,
     SWEEP_SUMMARY_JSON,
     RecordError,
@@ -19,24 +17,9 @@ from cvlab.records.files import (
     to_json,
 )
 from cvlab.records.folders import job_dirs
+from cvlab.records.plan import Plan, read_plan
 from cvlab.records.reader import RunFolder
 from cvlab.records.summary import RunSummary, read_summary, save_summary
-
-
-def write_sweep_plan(sweep_dir: Path, jobs: Sequence[Sequence[str]]) -> None:
-    """Record the overrides of every job a sweep is about to run (before the first starts), so
-    that a sweep stopped early still lists the jobs it never started."""
-    plan = [{"job": number, "overrides": list(job)} for number, job in enumerate(jobs)]
-    atomic_write_text(Path(sweep_dir) / SWEEP_PLAN, to_json(plan))
-
-
-def read_sweep_plan(sweep_dir: Path) -> dict[int, list[str]]:
-    """Job number -> overrides from the sweep's plan; {} when there is none or it is not one."""
-    try:
-        entries = json.loads((Path(sweep_dir) / SWEEP_PLAN).read_text())
-        return {int(e["job"]): [str(o) for o in e["overrides"]] for e in entries}
-    except (OSError, ValueError, TypeError, KeyError):
-        return {}
 
 
 def close_interrupted_jobs(sweep_dir: Path) -> list[int]:
@@ -66,7 +49,8 @@ def sweep_rows(sweep_dir: Path, keys: Iterable[str] | None = None) -> list[dict[
     """
     wanted = set(keys) if keys is not None else None
     rows = []
-    planned = read_sweep_plan(sweep_dir)
+    plan = _plan_or_none(sweep_dir)
+    planned = {job.number: job.overrides for job in plan.jobs} if plan is not None else {}
     for job in job_dirs(sweep_dir):
         in_plan = planned.pop(int(job.name), [])
         try:
@@ -87,6 +71,13 @@ def sweep_rows(sweep_dir: Path, keys: Iterable[str] | None = None) -> list[dict[
     rows += [{"job": number, "status": "not_started", "overrides": " ".join(overrides)}
              for number, overrides in planned.items()]
     return sorted(rows, key=lambda row: row["job"])
+
+
+def _plan_or_none(sweep_dir: Path) -> Plan | None:
+    try:
+        return read_plan(sweep_dir)
+    except RecordError:
+        return None
 
 
 def summarize_sweep(sweep_dir: Path, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from cvlab.config.train import ModelConfig, TrainConfig
 from cvlab.families import Family
 from cvlab.models.registry import ModelSpec, spec_for
 from cvlab.records.files import CHECKPOINT_NAME, METRICS_NAME, WEIGHT_FILES
-from cvlab.records.reader import host_name
+from cvlab.records.reader import RunFolder, host_name
 from cvlab.records.state import save_weights
 from cvlab.records.summary import RunSummary, save_summary
 from cvlab.run.resume import check_resume, resume_into
@@ -41,6 +41,8 @@ from cvlab.train.core import (
 from cvlab.train.task import Task
 
 log = logging.getLogger(__name__)
+
+KEPT_STATUSES = ("completed", "diverged")  # an earlier attempt that ended so is kept
 
 
 def effective_model(spec: ModelSpec, cfg: TrainConfig) -> ModelConfig:
@@ -76,7 +78,18 @@ def preflight(cfg: TrainConfig) -> None:
 
 
 def train(cfg: TrainConfig, run_dir: Path, overrides: list[str] | None = None) -> RunSummary:
-    """Run `cfg` (a validated TrainConfig) in `run_dir`; return (and write) its summary."""
+    """Run `cfg` (a validated TrainConfig) in `run_dir`; return (and write) its summary.
+
+    A run folder that already holds an earlier attempt of this run (a sweep job launched again
+    by a resumed sweep, a SLURM job requeued) is continued: kept as it is when that attempt
+    completed or diverged, continued from its checkpoint when it has one, run anew otherwise."""
+    earlier = RunFolder(run_dir).summary()
+    if earlier is not None and earlier.status in KEPT_STATUSES:
+        log.info("%s: kept (it %s before)", run_dir, earlier.status)
+        return earlier
+    if earlier is not None and RunFolder(run_dir).has(CHECKPOINT_NAME):
+        log.info("%s: continuing the earlier attempt from its checkpoint", run_dir)
+        cfg = dataclasses.replace(cfg, resume=str(run_dir))
     started, cpu_started = time.perf_counter(), time.process_time()
     spec = spec_for(cfg.model.type)
     model = effective_model(spec, cfg)

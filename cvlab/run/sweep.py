@@ -1,0 +1,137 @@
+"""Continuing a planned piece of work (a sweep, a reproduction) in its folder.
+
+    plan = make_plan("train", arguments, jobs)         # before the first job starts
+    work = resume_work(sweep_dir, plan, jobs, allow_changes=False)
+    work.to_run                                         # the jobs to launch (continued ones too)
+
+Each planned job is, by what its folder holds:
+    kept       completed or diverged: nothing of it is touched
+    continued  stopped with a checkpoint (interrupted, killed, requeued): it continues in its
+               folder from that checkpoint (cvlab.run.train does, on finding it)
+    run        failed, or never started, or stopped before its first checkpoint: it runs anew
+               (a failed attempt's folder is set aside under .attempts/ first)
+A job still running (its process alive on this host) refuses the resume. The jobs' configs are
+composed again from today's config files; one that differs from its planned config in a field a
+resumed run cannot change refuses the resume too, naming the field (unless allowed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cvlab.config.train import TrainConfig
+from cvlab.errors import UserError
+from cvlab.records.files import CHECKPOINT_NAME, RecordError, flatten
+from cvlab.records.plan import Plan, PlannedJob
+from cvlab.records.reader import RunFolder
+from cvlab.run.resume import RESUMABLE_CHANGES
+from cvlab.run.train import KEPT_STATUSES
+
+ATTEMPTS = ".attempts"
+
+
+@dataclass
+class Work:
+    """What a resume of a plan does with each job."""
+
+    kept: list[int] = field(default_factory=list)
+    continued: list[int] = field(default_factory=list)
+    run: list[int] = field(default_factory=list)
+
+    @property
+    def to_run(self) -> list[int]:
+        return sorted(self.continued + self.run)
+
+    def line(self) -> str:
+        return (f"{len(self.kept)} kept, {len(self.continued)} continued from their checkpoint, "
+                f"{len(self.run)} run")
+
+
+def flat_config(cfg: Any) -> dict[str, Any]:
+    """A typed config as the plan records it: dotted keys, plain values."""
+    return flatten(dataclasses.asdict(cfg))
+
+
+def make_plan(command: str, arguments: Sequence[str],
+              jobs: Sequence[tuple[Sequence[str], Any]], sampling: bool = False) -> Plan:
+    """The plan of a sweep's jobs (their overrides and typed configs), numbered in order."""
+    return Plan(command=command, arguments=list(arguments), sampling=sampling,
+                jobs=[PlannedJob(number, list(overrides), flat_config(cfg))
+                      for number, (overrides, cfg) in enumerate(jobs)] if not sampling else [])
+
+
+def resume_work(sweep_dir: Path, plan: Plan, jobs: Sequence[tuple[Sequence[str], TrainConfig]],
+                allow_changes: bool) -> Work:
+    """What to do with each planned job; UserError (one line) when the plan cannot be
+    continued: its jobs are not those today's configs make, a config changed, a job runs."""
+    if len(jobs) != len(plan.jobs):
+        raise UserError(f"resume={sweep_dir}: today's configs make {len(jobs)} jobs of its "
+                        f"command line, its plan lists {len(plan.jobs)}; run the sweep anew")
+    work = Work()
+    for planned, (overrides, cfg) in zip(plan.jobs, jobs):
+        if list(overrides) != planned.overrides:
+            raise UserError(f"resume={sweep_dir}: job {planned.number} is now "
+                            f"{' '.join(overrides)!r}, planned as {' '.join(planned.overrides)!r}")
+        if not allow_changes:
+            _check_unchanged(sweep_dir, planned, cfg, plan.with_configs)
+        _sort(sweep_dir / str(planned.number), planned.number, work)
+    return work
+
+
+def _check_unchanged(sweep_dir: Path, planned: PlannedJob, cfg: TrainConfig,
+                     with_configs: bool) -> None:
+    allow = "; add resume_changed=true to continue it with today's configs"
+    if not with_configs:
+        raise UserError(f"resume={sweep_dir}: its plan, written by an older cvlab, records no "
+                        f"configs to compare with today's{allow}")
+    now = flat_config(cfg)
+    for key, value in now.items():
+        if key.startswith(RESUMABLE_CHANGES) or key == "resume_changed":
+            continue
+        before = planned.config.get(key, "<not set>")
+        if before != value and not (_number(before) and _number(value)
+                                    and float(before) == float(value)):
+            raise UserError(f"resume={sweep_dir}: job {planned.number}'s config changed since "
+                            f"it was planned: {key}={value!r} (planned {before!r}){allow}")
+
+
+def _sort(job_dir: Path, number: int, work: Work) -> None:
+    """Put the job into kept, continued or run by what its folder holds."""
+    folder = RunFolder(job_dir)
+    try:
+        summary = folder.summary() if job_dir.is_dir() else None
+    except RecordError:
+        summary = None
+    if summary is not None and summary.status in KEPT_STATUSES:
+        work.kept.append(number)
+    elif summary is not None and summary.status == "running":
+        raise UserError(f"job {number} of this sweep is still running (process {summary.pid} "
+                        f"on {summary.host}); wait for it or stop it, then resume")
+    elif summary is not None and summary.status != "failed" and folder.has(CHECKPOINT_NAME):
+        work.continued.append(number)
+    else:
+        work.run.append(number)
+
+
+def set_aside(sweep_dir: Path, numbers: Sequence[int]) -> list[Path]:
+    """Move the folders of jobs that run anew under <sweep>/.attempts/<job>-<time>/ (their
+    earlier attempt is kept, out of the way); the new places."""
+    moved = []
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+    for number in numbers:
+        job_dir = sweep_dir / str(number)
+        if job_dir.exists():
+            target = sweep_dir / ATTEMPTS / f"{number}-{stamp}"
+            target.parent.mkdir(exist_ok=True)
+            job_dir.rename(target)
+            moved.append(target)
+    return moved
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -1,0 +1,1 @@
+"""cvlab's plan sweeper for Hydra (plan_sweeper.PlanSweeper)."""
