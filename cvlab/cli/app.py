@@ -32,10 +32,9 @@ def hydra_app(name: str) -> Any:
     from hydra._internal.hydra import Hydra
     from hydra._internal.utils import create_config_search_path
 
-    from hydra_plugins.cvlab_plan_sweeper import plan_sweeper
-
     from cvlab.config.store import register_schemas
     from cvlab.paths import config_dir
+    from hydra_plugins.cvlab_plan_sweeper import plan_sweeper
 
     register_schemas()
     plan_sweeper.register()

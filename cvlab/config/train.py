@@ -11,6 +11,7 @@ them as they are, typed.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from omegaconf import MISSING
@@ -21,6 +22,7 @@ from cvlab.defaults import UPDATE_RULES as RULE_DEFAULTS
 from cvlab.validation import check, check_choice, check_positive, check_seed
 from cvlab.vocab import AMP_MODES, DEVICES, OPTIMIZERS, SCHEDULES
 
+TAG = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 TORCH_RULE_OF = {"adamw": "adam"}  # the numpy rule whose defaults a torch-only optimizer takes
 # Former spellings of renamed fields: still accepted (with a notice) for one release.
 RENAMED_KEYS = {"num_train_samples": "train_eval_samples",
@@ -175,6 +177,7 @@ class TrainConfig:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     experiment: str | None = None  # name of the experiment overlay, for records and plots
+    tags: list[str] = field(default_factory=list)  # labels of the run, for `cvlab runs`
     seed: int = 0
     epochs: int = SOLVER_DEFAULTS["num_epochs"]
     batch_size: int = SOLVER_DEFAULTS["batch_size"]
@@ -197,6 +200,8 @@ class TrainConfig:
         check(self.epochs > 0, "epochs", self.epochs, "an integer > 0")
         check(self.batch_size > 0, "batch_size", self.batch_size, "an integer > 0")
         check(self.print_every > 0, "print_every", self.print_every, "an integer > 0")
+        check(all(TAG.match(tag) for tag in self.tags), "tags", self.tags,
+              "a list of labels of letters, digits, _ . - (e.g. [baseline,seed_study])")
         for name in ("train_eval_samples", "val_eval_samples"):
             value = getattr(self, name)
             check(value is None or value > 0, name, value, "an integer > 0, or null (all)")

@@ -51,6 +51,7 @@ class RunSummary:
     metrics: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)  # the run's labels (config `tags`)
     resumed_from: str | None = None
     error: str | None = None
     wall_time_s: float | None = None
@@ -84,7 +85,7 @@ class RunSummary:
         for name in ("metrics", "settings"):
             if not isinstance(known.get(name, {}), dict):
                 known.pop(name)
-        for name in ("overrides", "files"):
+        for name in ("overrides", "files", "tags"):
             if not isinstance(known.get(name, []), list):
                 known.pop(name)
         return cls(**known, details=details)

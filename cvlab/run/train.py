@@ -95,6 +95,7 @@ def train(cfg: TrainConfig, run_dir: Path, overrides: list[str] | None = None) -
     model = effective_model(spec, cfg)
     summary = RunSummary(command="train", family=spec.family.name, model_type=spec.name,
                          experiment=cfg.experiment, overrides=list(overrides or []),
+                         tags=list(cfg.tags),
                          settings=settings_of(cfg, model), pid=os.getpid(), host=host_name())
     save_summary(run_dir, summary)
     try:
@@ -134,11 +135,14 @@ def _train(cfg: TrainConfig, spec: ModelSpec, model: ModelConfig, run_dir: Path,
                           description=f"train {cfg.experiment or cfg.model.type}",
                           printer=log.info,
                           iteration_printer=log.debug if cfg.progress else log.info)
+    result = LoopResult.resumed(resumed) if resumed else LoopResult(status="running")
     with prepared.context:
         try:
-            result = run_loop(task, options, records, resumed)
-        except Interrupted as interrupted:
-            _record(summary, family, spec, task, interrupted.result, run_dir)
+            run_loop(task, options, records, result=result)
+        except (Interrupted, SystemExit) as stop:  # a signal, or a scheduler ending the job
+            summary.error = f"stopped by {stop}" if isinstance(stop, Interrupted) else \
+                "stopped by the scheduler (requeued to continue from its checkpoint)"
+            _record(summary, family, spec, task, result, run_dir)
             raise
         finally:
             _close_sinks(sinks, spec, task)

@@ -258,22 +258,29 @@ class _Loop:
 
 
 def run_loop(task: Task, options: LoopOptions | None = None, records: Records | None = None,
-             resumed: dict[str, Any] | None = None) -> LoopResult:
+             resumed: dict[str, Any] | None = None,
+             result: LoopResult | None = None) -> LoopResult:
     """Train `task` to its last update (or until it diverges or is interrupted).
 
     `resumed` is the loop part of a checkpoint (with the task already loaded from its own
-    part). When the loop ends, however it ends, a task that `restores_best` gets its best
-    weights back (the last ones are kept in `last_weights`). Interrupted propagates after the
-    result is complete: the caller records it (`interrupted.result`).
+    part); `result`, when given, is where the records go (so that a caller has them however
+    the loop ends). When the loop ends, however it ends, a task that `restores_best` gets its
+    best weights back (the last ones are kept in `last_weights`). A signal (Interrupted) or a
+    scheduler's exit (SystemExit) propagates after the result is complete, marked
+    `interrupted`: the caller records it (`interrupted.result` too).
     """
     options = options or LoopOptions()
-    result = LoopResult.resumed(resumed) if resumed else LoopResult(status="running")
+    if result is None:
+        result = LoopResult.resumed(resumed) if resumed else LoopResult(status="running")
     loop = _Loop(task, options, records, result)
     try:
         result.status = loop.run()
     except Interrupted as interrupted:
         result.status = "interrupted"
         interrupted.result = result
+        raise
+    except SystemExit:  # a scheduler's signal handler ending the job (submitit's requeue)
+        result.status = "interrupted"
         raise
     finally:
         _restore_best(task, result)
