@@ -84,6 +84,7 @@ def launch(name: str, args: list[str]) -> int:
     """Check everything, create the run folder, run through Hydra; SIGINT/SIGTERM recorded."""
     from cvlab.cli.app import run_jobs
     from cvlab.cli.prepare import finish_interrupted, prepare
+    from cvlab.records.lock import release
     from cvlab.train.signals import Interrupted, raise_if_interrupted, signals_as_interrupts
 
     try:
@@ -99,6 +100,9 @@ def launch(name: str, args: list[str]) -> int:
             return code
         except Interrupted as err:
             return finish_interrupted(name, launch.run_dir, err)
+        finally:
+            if launch.multirun and launch.run_dir is not None:
+                release(launch.run_dir)
 
 
 def _guarded(name: str, work: Any) -> int:

@@ -26,6 +26,7 @@ from cvlab.cli.resume import (
 )
 from cvlab.errors import UserError
 from cvlab.records.files import SWEEP_PLAN
+from cvlab.records.lock import acquire
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ def prepare(name: str, args: list[str]) -> Launch:
     from cvlab.run.sweep import make_plan
 
     plan = make_plan(name, overrides, composed.jobs, sampling=composed.sampling)
+    acquire(run_dir)
     write_plan(run_dir, plan)
     launch = [*overrides, *extra]
     if not composed.sampling:
@@ -98,6 +100,7 @@ def prepare_sweep_resume(name: str, sweep_dir: Path, overrides: list[str]) -> La
     composed = compose_plan(name, arguments, multirun=True)
     allow = bool(composed.jobs) and composed.jobs[0][1].resume_changed or any(
         override_key(o) == "resume_changed" and override_value(o) == "true" for o in new)
+    acquire(sweep_dir)  # before anything in it changes: a live sweep holds it
     work = resume_work(sweep_dir, plan, composed.jobs, allow_changes=allow)
     _preflight(name, [cfg for number, (_, cfg) in enumerate(composed.jobs)
                       if number in work.to_run])
@@ -167,6 +170,9 @@ def finish_interrupted(name: str, run_dir: Path | None, err: BaseException) -> i
     code = getattr(err, "exit_code", 130)
     if run_dir is not None and run_dir.is_dir() and (job_dirs(run_dir)
                                                      or (run_dir / SWEEP_PLAN).is_file()):
+        from cvlab.run.sweep import stop_jobs
+
+        stop_jobs(run_dir)  # the jobs this sweep started end (and record it) before it does
         close_interrupted_jobs(run_dir)
         rows = summarize_sweep(run_dir)
         counts = ", ".join(f"{sum(r['status'] == s for r in rows)} {s}" for s in

@@ -18,21 +18,24 @@ from cvlab.records.files import (
 )
 from cvlab.records.folders import job_dirs
 from cvlab.records.plan import Plan, read_plan
+from cvlab.records.processes import process_alive
 from cvlab.records.reader import RunFolder
 from cvlab.records.summary import RunSummary, read_summary, save_summary
 
 
 def close_interrupted_jobs(sweep_dir: Path) -> list[int]:
-    """After a sweep was interrupted: mark its jobs still `running` (their worker was stopped
-    before it could say so) or without a summary (stopped while starting) as `interrupted`,
-    and remove the temporary files of writes that were cut short; returns their numbers."""
+    """After a sweep was interrupted (and its jobs on this host were stopped): mark its jobs
+    whose process is gone without saying how they ended, or without a summary (stopped while
+    starting), as `interrupted`, and remove the temporary files of writes that were cut short;
+    returns their numbers. A job whose process still runs (on another host) is left alone."""
     closed = []
     for job in job_dirs(sweep_dir):
         for stray in job.rglob(".*.tmp"):
             with contextlib.suppress(OSError):
                 stray.unlink()
         summary = read_summary(job)
-        if summary is None or summary.status == "running":
+        if summary is None or (summary.status == "running"
+                               and not process_alive(summary.pid, summary.host)):
             summary = summary or RunSummary()
             summary.status = "interrupted"
             summary.error = summary.error or "the sweep was interrupted while this job ran"

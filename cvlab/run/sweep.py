@@ -17,6 +17,7 @@ resumed run cannot change refuses the resume too, naming the field (unless allow
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 from collections.abc import Sequence
@@ -135,3 +136,41 @@ def set_aside(sweep_dir: Path, numbers: Sequence[int]) -> list[Path]:
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def stop_jobs(sweep_dir: Path, timeout_s: float = 30.0) -> list[int]:
+    """Stop the sweep's jobs still running on this host (SIGTERM: each records itself
+    `interrupted` with its checkpoint intact), waiting up to `timeout_s` for them to end
+    (then SIGKILL); the numbers of the jobs stopped. Jobs running on other hosts (a cluster's
+    nodes) are left to run: their own records say how they end."""
+    import os
+    import signal
+    import time
+
+    from cvlab.records.folders import job_dirs
+    from cvlab.records.processes import host_name, process_alive
+
+    running = {}
+    for job in job_dirs(sweep_dir):
+        try:
+            summary = RunFolder(job).summary()
+        except RecordError:
+            continue
+        if summary is not None and summary.status == "running" and summary.host == host_name() \
+                and isinstance(summary.pid, int) and summary.pid != os.getpid():
+            running[int(job.name)] = summary.pid
+    for pid in running.values():
+        with _ignored_lookup():
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while any(process_alive(pid, host_name()) for pid in running.values()) \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in running.values():
+        with _ignored_lookup():
+            os.kill(pid, signal.SIGKILL)
+    return sorted(running)
+
+
+def _ignored_lookup() -> contextlib.AbstractContextManager:
+    return contextlib.suppress(ProcessLookupError, PermissionError)
