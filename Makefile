@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 CVLAB := $(VENV)/bin/cvlab
 EXT_SOURCES := $(wildcard cvlab/ext/*.pyx)
 
-.PHONY: run test test-portable install lint clean
+.PHONY: run test test-portable test-cluster install lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,11 @@ lint: install
 # that module fixtures are built once; TEST_WORKERS=0 runs it in this process.
 TEST_WORKERS ?= 2
 test: install lint
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not cluster"
+
+# Minutes-long runs on the SLURM cluster (.ci/run starts one; they skip, saying why, without).
+test-cluster: install
+	$(PY) -m pytest -q -m cluster -p no:cacheprovider
 
 # `cvlab gradcheck` (all checks), then it and the numerically sensitive tests (pytest -m numerics)
 # again under other BLAS kernels and single-threaded: verdicts must not depend on CPU or threads.

@@ -6,6 +6,7 @@ joblib jobs run in worker processes)."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,25 @@ def test_a_second_launch_continues_the_study(cvlab, tmp_path):
     rows = json.loads((newer / "sweep_summary.json").read_text())
     assert sorted(r["learning_rate"] for r in rows) == sorted(
         t.params["optimizer.learning_rate"] for t in after[2:])
+
+
+def test_an_interrupted_search_resumes_through_its_study_and_holds_each_trial_once(tmp_path,
+                                                                                    cvlab):
+    from conftest import finish, start, wait_for
+
+    process = start(tmp_path, "train", "hparams_search=bn_fc_optuna", *TINY_DATA,
+                    "epochs=60", "batch_size=25", "progress=false", "print_every=100000",
+                    "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=1", "launcher=basic")
+    wait_for("1/checkpoint.npz", tmp_path / "outputs", process)  # the second trial runs
+    process.send_signal(signal.SIGINT)
+    finish(process)
+    (first,) = (tmp_path / "outputs").rglob("optuna.db")
+    resumed = cvlab("train", f"resume={first.parent}", f"outputs_root={tmp_path / 'outputs'}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "its study holds 1 completed trials of 4 (1 cut off" in resumed.stdout
+    study = optuna.load_study(study_name="bn_fc_optuna", storage=f"sqlite:///{first}")
+    states = [trial.state.name for trial in study.trials]
+    assert states.count("COMPLETE") == 4 and "RUNNING" not in states
+    points = [tuple(sorted(trial.params.items())) for trial in study.trials
+              if trial.state.name == "COMPLETE"]
+    assert len(set(points)) == 4  # no point run twice

@@ -93,3 +93,41 @@ def test_weight_scale_sweep_runs_as_slurm_jobs(cvlab, tmp_path):
     submission = next((summary.parent / ".submitit").rglob("*_submission.sh")).read_text()
     for option in (f"--partition={partition}", "--cpus-per-task=1", "--mem=1GB", "--time=10"):
         assert f"#SBATCH {option}\n" in submission
+
+
+# A training of about 40 s (on a 2-core VM, one thread) under a 1-minute time limit: SLURM warns
+# the job (USR2) before its limit, submitit requeues it, and the requeued job continues from
+# its own checkpoint.npz. SLURM delays a requeued job's start by about two minutes.
+REQUEUED = ["model=bn_fc", *TINY_DATA, "batch_size=25", "epochs=3000", "progress=false",
+            "print_every=1000000", "device.threads=1", "seed=0"]
+
+
+@pytest.mark.cluster
+def test_a_job_past_its_time_limit_is_requeued_and_continues_from_its_checkpoint(cvlab,
+                                                                                  tmp_path):
+    from cvlab.records.reader import RunFolder
+
+    problem = cluster_problem()
+    if problem:
+        pytest.skip(problem)
+    env = {"CVLAB_CACHE": str(tmp_path / "cache")}
+    result = cvlab("train", *REQUEUED, "launcher=submitit_slurm", "-m", "seed=0",
+                   f"hydra.launcher.partition={default_partition()}",
+                   "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
+                   "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=30",
+                   env=env, cwd=tmp_path / "slurm")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (job,) = (tmp_path / "slurm" / "outputs").rglob("multirun/*/*/0")
+    log = (job / "train.log").read_text()
+    assert "Requeued job" in log and "continuing the earlier attempt" in log
+    requeued = RunFolder(job)
+    assert requeued.summary().status == "completed"
+
+    straight = cvlab("train", *REQUEUED, "launcher=basic", env=env, cwd=tmp_path / "local")
+    assert straight.returncode == 0, straight.stderr
+    (reference,) = (tmp_path / "local" / "outputs" / "train").glob("*/*")
+    uninterrupted = RunFolder(reference)
+    for key in ("best_val_acc", "final_val_acc", "final_loss", "iterations"):
+        assert requeued.summary().metrics[key] == uninterrupted.summary().metrics[key], key
+    for name, value in uninterrupted.weights("model")["weights"]["params"].items():
+        assert (requeued.weights("model")["weights"]["params"][name] == value).all(), name

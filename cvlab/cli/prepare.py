@@ -26,7 +26,7 @@ from cvlab.cli.resume import (
 )
 from cvlab.errors import UserError
 from cvlab.records.files import SWEEP_PLAN
-from cvlab.records.lock import acquire
+from cvlab.records.lock import acquire, release
 
 
 @dataclass(frozen=True)
@@ -93,14 +93,17 @@ def prepare_sweep_resume(name: str, sweep_dir: Path, overrides: list[str]) -> La
 
     plan = plan_of(sweep_dir)
     arguments, new = sweep_overrides(sweep_dir, overrides)
-    if plan.sampling:
-        raise UserError(f"resume={sweep_dir} is an Optuna sweep: its study continues from its "
-                        f"optuna.db; launch the search again with hydra.sweeper.storage="
-                        f"sqlite:///{sweep_dir / 'optuna.db'} and a new hydra.sweeper.sampler.seed")
-    composed = compose_plan(name, arguments, multirun=True)
-    allow = bool(composed.jobs) and composed.jobs[0][1].resume_changed or any(
-        override_key(o) == "resume_changed" and override_value(o) == "true" for o in new)
     acquire(sweep_dir)  # before anything in it changes: a live sweep holds it
+    if plan.sampling:  # an Optuna search continues its study, in a new sweep folder
+        from cvlab.cli.study import continuation_overrides
+
+        extra = continuation_overrides(sweep_dir, arguments)
+        release(sweep_dir)
+        new = [o for o in new if override_key(o) != "resume_changed"]
+        return prepare(name, ["-m", *arguments, *new, *extra])
+    composed = compose_plan(name, arguments, multirun=True)
+    allow = any(override_key(o) == "resume_changed" and override_value(o) == "true"
+                for o in new)
     work = resume_work(sweep_dir, plan, composed.jobs, allow_changes=allow)
     _preflight(name, [cfg for number, (_, cfg) in enumerate(composed.jobs)
                       if number in work.to_run])
