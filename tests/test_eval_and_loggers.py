@@ -91,3 +91,33 @@ def test_a_failed_eval_leaves_the_run_in_its_folder_alone(cvlab, tmp_path):
     result = cvlab("eval", "run=/nonexistent", cwd=run_dir)
     assert result.returncode == 2
     assert (run_dir / "summary.json").read_bytes() == before
+
+
+def test_tensorboard_records_each_runs_settings_and_final_metrics_as_hparams(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    run_dir = trained("numpy", "logger=tensorboard", "model.weight_scale=0.002")
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    session = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/session_start_info"]).session_start_info
+    assert session.hparams["weight_scale"].number_value == 0.002
+    assert session.hparams["model_type"].string_value == "three_layer_convnet"
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/experiment"]).experiment
+    metrics = {info.name.tag for info in experiment.metric_infos}
+    assert {"final/best_val_acc", "final/final_loss"} <= metrics
+    summary = json.loads((run_dir / "summary.json").read_text())
+    recorded = events.Scalars("final/best_val_acc")[-1].value
+    assert recorded == pytest.approx(summary["metrics"]["best_val_acc"])
+
+
+def test_torch_runs_on_deterministic_algorithms_only_give_the_same_numbers(trained):
+    # every operation the trainer uses has a deterministic implementation (torch raises if not)
+    first = trained("torch", "device.deterministic=true", "seed=3")
+    second = trained("torch", "device.deterministic=true", "seed=3")
+    losses = [json.loads((run / "summary.json").read_text())["metrics"]["final_loss"]
+              for run in (first, second)]
+    assert losses[0] == losses[1]

@@ -134,13 +134,15 @@ class OptimizerConfig:
 class DeviceConfig:
     """Where PyTorch models run (numpy models use `threads` only): auto | cpu | cuda | mps;
     threads: BLAS / torch CPU threads (null: the library's default); amp: mixed precision
-    none | bf16 | fp16 (CUDA; bf16 also on CPUs with native bf16)."""
+    none | bf16 | fp16 (CUDA; bf16 also on CPUs with native bf16); deterministic: PyTorch's
+    deterministic algorithms only (the same results on every run on one GPU, at some speed)."""
 
     name: str = "auto"
     threads: int | None = None
     amp: str = "none"
     channels_last: bool = False
     compile: bool = False
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         check_choice("name", self.name, DEVICES)

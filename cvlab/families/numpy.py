@@ -20,7 +20,7 @@ from cvlab.vocab import NUMPY_RULES
 TORCH_ONLY = ("optimizer.nesterov", "optimizer.weight_decay", "optimizer.schedule",
               "optimizer.label_smoothing", "optimizer.grad_clip", "optimizer.warmup_frac",
               "optimizer.warmup_start", "optimizer.final_factor", "optimizer.step_epochs",
-              "device.amp", "device.channels_last", "device.compile")
+              "device.amp", "device.channels_last", "device.compile", "device.deterministic")
 
 # Decoded datasets kept per process: the jobs of a parallel sweep run in a few reused
 # worker processes, so each worker loads the data once.

@@ -65,14 +65,19 @@ class TorchFamily(Family):
 
         from cvlab.data import load_splits
         from cvlab.train.augment import normalize
-        from cvlab.train.device import device_name, resolve_device, set_torch_threads
+        from cvlab.train.device import (
+            device_name,
+            resolve_device,
+            set_torch_threads,
+            use_deterministic,
+        )
         from cvlab.train.torch_task import DTYPES, DeviceData, TorchRunTask, hooks_of, warm_up
 
         set_torch_threads(cfg.device.threads)
         device, line = resolve_device(cfg.device.name)
         announce(line)
+        use_deterministic(cfg.device.deterministic, device)
         if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         splits = load_splits(cfg.dataset, announce=announce)

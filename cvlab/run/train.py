@@ -139,14 +139,14 @@ def _train(cfg: TrainConfig, spec: ModelSpec, model: ModelConfig, run_dir: Path,
     with prepared.context:
         try:
             run_loop(task, options, records, result=result)
+            _record(summary, family, spec, task, result, run_dir)
         except (Interrupted, SystemExit) as stop:  # a signal, or a scheduler ending the job
             summary.error = f"stopped by {stop}" if isinstance(stop, Interrupted) else \
                 "stopped by the scheduler (requeued to continue from its checkpoint)"
             _record(summary, family, spec, task, result, run_dir)
             raise
         finally:
-            _close_sinks(sinks, spec, task)
-        _record(summary, family, spec, task, result, run_dir)
+            _close_sinks(sinks, spec, task, summary)
         if cfg.evaluate_test and result.status == "completed":
             summary.metrics.update(task.evaluate_split("test"))
 
@@ -159,8 +159,9 @@ def _sinks(cfg: TrainConfig, run_dir: Path) -> list[Any]:
     return [TensorBoardSink(run_dir / cfg.logger.log_dir)]
 
 
-def _close_sinks(sinks: list[Any], spec: ModelSpec, task: Task) -> None:
-    """The end-of-run pictures (first-layer filters, caption samples), then close."""
+def _close_sinks(sinks: list[Any], spec: ModelSpec, task: Task, summary: RunSummary) -> None:
+    """The end-of-run pictures (first-layer filters, caption samples) and the run's settings
+    with its final metrics (TensorBoard's HParams), then close."""
     from cvlab.images import first_conv_weights
 
     filters = first_conv_weights(task.weights()) \
@@ -171,6 +172,7 @@ def _close_sinks(sinks: list[Any], spec: ModelSpec, task: Task) -> None:
             sink.add_filters(filters, task.iteration)
         if samples:
             sink.add_captions(samples, task.iteration)
+        sink.add_hparams(summary.settings, summary.metrics)
         sink.close()
 
 

@@ -46,6 +46,23 @@ def device_name(device: Any) -> str:
     return device.type
 
 
+def use_deterministic(on: bool, device: Any) -> None:
+    """PyTorch's deterministic algorithms only (on), or the fastest ones (off: cuDNN picks its
+    kernels by timing them). Deterministic: cuDNN benchmarking off, the cuBLAS workspace that
+    deterministic matrix products need, and an error from any operation that has no
+    deterministic implementation."""
+    import os
+
+    import torch
+
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not on
+        torch.backends.cudnn.deterministic = on
+
+
 def set_torch_threads(threads: int | None) -> None:
     """Use `threads` CPU threads in torch (None: torch's default)."""
     if threads:

@@ -60,6 +60,16 @@ class TensorBoardSink:
                 lines.append(f"| {row['image_index']} | {row['generated']} | {references} |")
             self.writer.add_text(f"captions/{split}", "\n".join(lines), step)
 
+    def add_hparams(self, settings: dict[str, Any], metrics: dict[str, Any]) -> None:
+        """The run's settings and its final metrics as one HParams row (TensorBoard's HParams
+        tab compares runs across sweeps), written into this run's own log folder."""
+        hparams = {key: value for key, value in settings.items()
+                   if isinstance(value, (bool, int, float, str))}
+        finals = {f"final/{key}": float(value) for key, value in metrics.items()
+                  if isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(float(value))}
+        self.writer.add_hparams(hparams, finals, run_name=".")
+
     def close(self) -> None:
         self.writer.close()
 
