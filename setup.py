@@ -92,7 +92,8 @@ setup(
     packages=[*find_packages(include=["cvlab", "cvlab.*"]), "hydra_plugins.cvlab_plan_sweeper",
               *config_packages],
     package_dir={"cvlab.configs": "configs"},
-    package_data={name: ["*.yaml"] for name in config_packages},
+    package_data={**{name: ["*.yaml"] for name in config_packages},
+                  "cvlab.reproduce": ["*.yaml", "*.j2"]},  # the catalog, the report template
     ext_modules=extensions,
     include_package_data=False,  # wheels hold the modules, the configs and the built extension
     cmdclass={"build_ext": OptionalBuildExt},

@@ -41,6 +41,7 @@ FLOORS = (  # (floor, module name or prefix ending in "."), the longest match wi
     (6, "cvlab.run"), (6, "cvlab.run."),
     (7, "cvlab.commands"), (7, "cvlab.commands."), (7, "cvlab.plot"), (7, "cvlab.plot."),
     (7, "cvlab.checks"), (7, "cvlab.checks."), (7, "cvlab.bench"), (7, "cvlab.bench."),
+    (7, "cvlab.reproduce"), (7, "cvlab.reproduce."),
     (8, "cvlab.cli"), (8, "cvlab.cli."), (8, "cvlab.__main__"),
 )
 
