@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 def normalize_arguments(name: str, args: list[str]) -> list[str]:
     """-m anywhere moves to the front; an action word becomes action=<word>; former key names
     are renamed (with a notice)."""
-    from cvlab.cli.words import rename_keys
+    from cvlab.cli.words import listed_values, rename_keys
 
     command = COMMANDS[name]
     flags = [a for a in args if a in MULTIRUN_FLAGS]
@@ -77,7 +77,7 @@ def normalize_arguments(name: str, args: list[str]) -> list[str]:
             allowed = ", ".join(command.actions) if command.actions else "none"
             raise UserError(f"unknown action {word!r}; valid actions: {allowed}")
         args.insert(0, f"action={word}")
-    return [*flags[:1], *rename_keys(name, args)]
+    return [*flags[:1], *listed_values(name, rename_keys(name, args))]
 
 
 def launch(name: str, args: list[str]) -> int:

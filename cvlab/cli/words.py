@@ -3,7 +3,9 @@ which arguments are overrides. Every module of cvlab.cli takes them from here.""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,8 @@ COMMANDS: dict[str, Command] = {
     "data": Command("show what datasets are found (info) or download one (fetch)",
                     DATA_ACTIONS, run_folder=False),
     "bench": Command("benchmark layers (layers) or training speed (train)", BENCH_ACTIONS),
+    "runs": Command("list the runs under outputs_root: where='key:value key:gt:0.3', "
+                    "sort=-key, group_by=[keys], diff=[run,run]", run_folder=False),
 }
 
 HELP_FLAGS = {"--help", "-h"}
@@ -97,3 +101,27 @@ def _split(arg: str) -> tuple[str, str, str]:
     prefix = arg[:len(arg) - len(body)]
     key, sep, value = body.partition("=")
     return prefix, key, sep + value
+
+
+def listed_values(name: str, args: list[str]) -> list[str]:
+    """A command that runs no sweep takes `key=a,b` (and `key=a`) for a list field as the list
+    [a,b] (Hydra would read the commas as a sweep): `cvlab runs group_by=a,b`,
+    `cvlab reproduce part=batchnorm`. `cvlab train` keeps Hydra's meaning (a sweep with -m)."""
+    if name == "train":
+        return args
+    from cvlab.config.store import PRIMARY_SCHEMAS
+
+    lists = {item.name for item in dataclasses.fields(PRIMARY_SCHEMAS[name])
+             if typing.get_origin(_hint(PRIMARY_SCHEMAS[name], item.name)) is list}
+    rewritten = []
+    for arg in args:
+        prefix, key, rest = _split(arg)
+        value = rest[1:]
+        if key in lists and rest.startswith("=") and value and not value.startswith("["):
+            arg = f"{prefix}{key}=[{value}]"
+        rewritten.append(arg)
+    return rewritten
+
+
+def _hint(schema: type, field_name: str) -> Any:
+    return typing.get_type_hints(schema).get(field_name)

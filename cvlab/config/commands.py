@@ -10,6 +10,7 @@ from cvlab.vocab import DEVICES, EVAL_SPLITS, WEIGHT_CHOICES
 
 DATA_ACTIONS = ("info", "fetch")
 BENCH_ACTIONS = ("layers", "train")
+RUNS_FORMATS = ("table", "csv", "json")
 
 
 @dataclass
@@ -69,3 +70,45 @@ class BenchConfig:
         check(self.warmup >= 0, "warmup", self.warmup, "an integer >= 0")
         check(self.threads is None or self.threads > 0, "threads", self.threads,
               "an integer > 0, or null")
+
+
+@dataclass
+class RunsConfig:
+    """`cvlab runs`: list, filter, sort, group or compare the runs under outputs_root.
+
+    where, group_by, metrics and diff are lists (the command line takes `group_by=a,b` and
+    `where='a:1 b:2'` as lists too); after the checks each item is one word (where's items
+    are split at spaces into terms)."""
+
+    where: list[str] = field(default_factory=list)  # terms that must all hold: key:value,
+    # key:op:value (op: eq ne lt le gt ge)
+    sort: str | None = None  # a key to order by, -key descending (default: newest first)
+    limit: int | None = None  # show the first N rows (or groups)
+    group_by: list[str] = field(default_factory=list)  # keys: mean, std and count per group
+    metrics: list[str] = field(default_factory=list)  # what a group averages; in a listing,
+    # more columns
+    diff: list[str] = field(default_factory=list)  # two run folders: the keys that differ
+    format: str = "table"  # table | csv | json
+    outputs_root: str = "outputs"
+
+    def __post_init__(self) -> None:
+        check_choice("format", self.format, RUNS_FORMATS)
+        check(self.limit is None or self.limit > 0, "limit", self.limit,
+              "an integer > 0, or null")
+        check(self.sort is None or self.sort.lstrip("-") != "", "sort", self.sort,
+              "a key, or -key for descending (e.g. sort=-best_val_acc)")
+        self.where = _words("where", self.where, " ")
+        self.group_by = _words("group_by", self.group_by, ",")
+        self.metrics = _words("metrics", self.metrics, ",")
+        self.diff = _words("diff", self.diff, ",")
+        check(len(self.diff) in (0, 2), "diff", self.diff,
+              "two run folders, diff=[<run>,<run>]")
+        check(not (self.diff and (self.where or self.group_by or self.sort or self.limit)),
+              "diff", self.diff, "two run folders, on their own (without where, sort, "
+              "group_by or limit)")
+
+
+def _words(key: str, value: list[str], separator: str) -> list[str]:
+    """The list's items split at `separator` (and spaces), as non-empty strings."""
+    return [word for item in value for part in str(item).split(separator)
+            for word in part.split()]

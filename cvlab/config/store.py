@@ -21,6 +21,7 @@ from cvlab.config.commands import (
     EvalConfig,
     GradcheckConfig,
     PlotConfig,
+    RunsConfig,
 )
 from cvlab.config.train import (
     DatasetConfig,
@@ -31,7 +32,8 @@ from cvlab.config.train import (
 )
 
 PRIMARY_SCHEMAS = {"train": TrainConfig, "gradcheck": GradcheckConfig, "plot": PlotConfig,
-                   "eval": EvalConfig, "data": DataConfig, "bench": BenchConfig}
+                   "eval": EvalConfig, "data": DataConfig, "bench": BenchConfig,
+                   "runs": RunsConfig}
 GROUP_SCHEMAS = {"dataset": DatasetConfig, "optimizer": OptimizerConfig, "device": DeviceConfig,
                  "logger": LoggerConfig}
 SCHEMA_SUFFIX = "_schema"

@@ -19,7 +19,7 @@ def process_alive(pid: Any, host: Any) -> bool:
         return True
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError, ValueError):  # gone, or no pid a process has
         return False
     except PermissionError:
         return True
