@@ -95,10 +95,11 @@ def test_weight_scale_sweep_runs_as_slurm_jobs(cvlab, tmp_path):
         assert f"#SBATCH {option}\n" in submission
 
 
-# A training of about 40 s (on a 2-core VM, one thread) under a 1-minute time limit: SLURM warns
+# A training of about 45 s (on a 2-core VM, one thread; an epoch with its evaluation and
+# checkpoint takes about 35 ms) under a 1-minute time limit: SLURM warns
 # the job (USR2) before its limit, submitit requeues it, and the requeued job continues from
 # its own checkpoint.npz. SLURM delays a requeued job's start by about two minutes.
-REQUEUED = ["model=bn_fc", *TINY_DATA, "batch_size=25", "epochs=3000", "progress=false",
+REQUEUED = ["model=bn_fc", *TINY_DATA, "batch_size=25", "epochs=1200", "progress=false",
             "print_every=1000000", "device.threads=1", "seed=0"]
 
 
