@@ -208,6 +208,6 @@ def test_device_cuda_without_a_gpu_is_one_line_and_exit_2(cvlab):
         pytest.skip("a CUDA GPU is present")
     result = cvlab("train", "model=torch_cnn", "device=cuda", "dataset=synthetic",
                    "dataset.synthetic_train=100", "dataset.num_train=50", "dataset.num_val=10",
-                   "outputs_root=outputs")
+                   "batch_size=50", "outputs_root=outputs")
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "device=cuda" in result.stderr

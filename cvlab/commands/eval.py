@@ -18,7 +18,7 @@ def main(cfg: EvalConfig, run_dir: Path, overrides: list[str] | None = None) -> 
     if cfg.run == "latest":
         target = latest_evaluable(Path(cfg.outputs_root))
     else:
-        target = Path(cfg.run).expanduser()
+        target = Path(cfg.run).expanduser().resolve()
         if not target.is_dir():
             raise UserError(f"run={cfg.run} is not a folder; pass a run folder or run=latest")
     result = evaluate(target, cfg.split, cfg.weights, cfg.device)

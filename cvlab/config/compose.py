@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import difflib
 import itertools
+import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,6 +111,9 @@ def job_overrides(base: DictConfig, overrides: list[str]) -> list[list[str]]:
         parsed = parser.parse_overrides([*params, *overrides])
     except HydraException as err:
         raise UserError(f"cannot read the sweep: {one_line(err)}") from None
+    except ValueError as err:
+        unreadable = _unreadable_override([*params, *overrides])
+        raise UserError(unreadable or f"cannot read the sweep: {one_line(err)}") from None
     if samples_its_points(base):
         return _check_points(parsed)
     values = {}
@@ -199,7 +204,45 @@ def _compose(hydra: Any, command: str, overrides: list[str], mode: RunMode,
         return hydra.compose_config(command, overrides, run_mode=mode,
                                     with_log_configuration=False)
     except (HydraException, OmegaConfBaseException, ValueError) as err:
-        raise UserError(_job_prefix(job) + composition_message(err, command)) from None
+        unreadable = _unreadable_override(overrides) if _is_plain_value_error(err) else None
+        raise UserError(_job_prefix(job) + (unreadable or composition_message(err, command))) \
+            from None
+
+
+def _is_plain_value_error(err: BaseException) -> bool:
+    """A ValueError of Python's own (Hydra's parser converting a value), which names no key."""
+    return isinstance(err, ValueError) and not isinstance(err, OmegaConfBaseException)
+
+
+def _unreadable_override(overrides: list[str]) -> str | None:
+    """One line naming the first override whose value Hydra's parser cannot convert (an
+    integer of more digits than Python converts, ...), found by parsing each alone; None
+    when each parses alone."""
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    for override in overrides:
+        try:
+            parser.parse_overrides([override])
+        except HydraException:
+            continue
+        except ValueError as err:
+            return _unreadable_value(override, err)
+    return None
+
+
+def _unreadable_value(override: str, err: ValueError) -> str:
+    """`key: ...` for an override whose value cannot be converted."""
+    key, _, value = override.lstrip("+~").partition("=")
+    limit = sys.get_int_max_str_digits()
+    longest = max((len(run) for run in re.findall(r"\d+", value)), default=0)
+    if limit and longest > limit:
+        return (f"{key}: a number of {longest} digits is too long to read (at most {limit} "
+                "digits); give a smaller value")
+    return f"{key}={_shortened(value)} cannot be read: {one_line(err)}"
+
+
+def _shortened(text: str, limit: int = 40) -> str:
+    """`text`, or its start and its length when it is longer than `limit` characters."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _typed(command: str, cfg: DictConfig, job: str | None) -> Any:
@@ -222,8 +265,8 @@ def composition_message(err: BaseException, command: str) -> str:
         if isinstance(candidate, (ConfigKeyError, ConfigAttributeError)) and candidate.full_key:
             return _unknown_key(candidate)
         if isinstance(candidate, ValidationError) and candidate.full_key:
-            return (f"{candidate.full_key}={getattr(candidate, 'value', None)!r} is not "
-                    f"allowed: {_expected(candidate)}")
+            value = _shortened(repr(getattr(candidate, "value", None)))
+            return f"{candidate.full_key}={value} is not allowed: {_expected(candidate)}"
     return f"invalid config or override: {one_line(err)} (see cvlab {command} --help)"
 
 

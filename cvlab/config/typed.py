@@ -25,7 +25,7 @@ from cvlab.config.train import (
     OptimizerConfig,
     TrainConfig,
 )
-from cvlab.data.constants import AUTO
+from cvlab.data.constants import AUTO, IMAGE_DATASETS
 from cvlab.errors import UserError
 from cvlab.models.registry import ModelSpec, model_types, spec_for
 from cvlab.records.files import CONFIG_NAME
@@ -120,8 +120,8 @@ def _defaults() -> dict[str, Any]:
 
 def check_train(cfg: TrainConfig) -> None:
     """Refuse what `cfg` sets that its model family or dataset would ignore, a dataset the
-    family does not train on, a baseline run of a model without normalization, and what the
-    family's own rules refuse (its `check`)."""
+    family does not train on, a baseline run of a model without normalization, a batch larger
+    than the training set, and what the family's own rules refuse (its `check`)."""
     spec = _spec_of(cfg.model)
     family = spec.family
     family.check(cfg)
@@ -144,6 +144,20 @@ def check_train(cfg: TrainConfig) -> None:
     if cfg.baseline and spec.baseline_model(cfg.model) is None:
         raise ConfigError("baseline", True, f"model.type={spec.name} has no normalization to "
                           "drop; use a normalized model (model=bn_fc or model=ln_fc)")
+    _check_batch_fits(cfg, family.datasets)
+
+
+def _check_batch_fits(cfg: TrainConfig, datasets: tuple[str, ...]) -> None:
+    """A batch no larger than the training set, for families that train on an image set
+    (whose training set is exactly dataset.num_train images; a captioning set's size is known
+    only once it is loaded). A larger one would not be what it says: the torch trainer's
+    batches would hold the whole set, and the course's Solver would draw every image of
+    each batch several times over (it samples with replacement)."""
+    if datasets and set(datasets) <= set(IMAGE_DATASETS) \
+            and cfg.batch_size > cfg.dataset.num_train:
+        raise ConfigError("batch_size", cfg.batch_size, "at most the training set's "
+                          f"dataset.num_train={cfg.dataset.num_train} images; lower batch_size "
+                          "or raise dataset.num_train")
 
 
 def _spec_of(model: ModelConfig) -> ModelSpec:

@@ -132,14 +132,28 @@ def _extras(run: RunRecord, out_dir: Path, prefix: str = "") -> list[Path]:
     return figures
 
 
+# How the notes word a status other than `completed` (cvlab.records.summary.STATUSES).
+STATUS_WORDS = {
+    "diverged": "diverged", "failed": "failed", "interrupted": "interrupted",
+    "running": "running",
+    # a `running` summary whose process is gone (killed, or its machine went down)
+    "stopped": "stopped without a final status",
+}
+STOPPED_NOTE = ("its process is gone (killed, or its machine went down) before it could record "
+                "how it ended; what it wrote is kept, and a checkpoint.npz continues with "
+                "`cvlab train resume=<folder>`")
+
+
 def _status_notes(target: Target) -> list[str]:
+    """One note per status other than `completed`: which runs have it."""
     notes = []
-    for status in ("diverged", "failed", "interrupted", "running"):
+    for status, words in STATUS_WORDS.items():
         names = [r.path.name for r in target.runs if r.status == status]
         if names and target.is_set:
-            notes.append(f"{len(names)} run(s) {status}: job(s) {', '.join(names)}")
+            notes.append(f"{len(names)} run(s) {words}: job(s) {', '.join(names)}")
         elif names:
-            notes.append(f"this run is {status}")
+            notes.append(f"this run is {words}" if status != "stopped"
+                         else f"this run {words}: {STOPPED_NOTE}")
     return notes
 
 

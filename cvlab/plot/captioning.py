@@ -19,20 +19,14 @@ import numpy as np
 
 from cvlab.data.constants import END, NULL, START
 from cvlab.plot.style import figure, pyplot, save
+from cvlab.records.reader import RunFolder
 
 MAX_PER_SPLIT = 6
 
 
 def _metrics(run_dir: Path) -> Any:
-    import pandas as pd
-
-    path = run_dir / "metrics.csv"
-    if not path.is_file():
-        return pd.DataFrame()
-    try:
-        return pd.read_csv(path)
-    except (ValueError, OSError):
-        return pd.DataFrame()
+    """The run's metrics.csv, through the one reader (its intact rows)."""
+    return RunFolder(run_dir).metrics()
 
 
 def plot_loss(run_dir: Path, out_dir: Path) -> Path | None:

@@ -81,8 +81,10 @@ def flatten(tree: Any) -> dict[str, Any]:
 
 def load_run(run_dir: Path) -> RunRecord:
     """Read one run folder through the one reader (cvlab.records.reader): a missing file gives
-    an empty part, a damaged or tampered one a RecordError (one line)."""
+    an empty part, a damaged or tampered one (any record file, also the checkpoint and weights
+    files plot may not draw from) a RecordError (one line), as resume and eval give it."""
     folder = RunFolder(Path(run_dir))
+    folder.check()
     config = folder.config() if folder.has(CONFIG_NAME) else {}
     summary = folder.summary() or RunSummary(status="failed", error="no summary.json")
     return RunRecord(path=folder.path, config=config, flat=flatten(config),

@@ -37,7 +37,7 @@ class MetricsLogger:
         extra = [c for c in columns if c not in BASE_COLUMNS]
         self.columns = list(BASE_COLUMNS) + extra
         self.path = Path(run_dir) / filename
-        rows = _carried_rows(Path(carry_from) / filename, self.columns, carry_up_to) \
+        rows = _carried_rows(Path(carry_from), self.columns, carry_up_to) \
             if carry_from is not None else []
         with atomic_file(self.path) as f:
             writer = csv.DictWriter(f, fieldnames=self.columns)
@@ -71,17 +71,18 @@ class MetricsLogger:
         self.close()
 
 
-def _carried_rows(path: Path, columns: list[str], up_to: int | None) -> list[dict[str, str]]:
-    """Rows of an earlier metrics.csv with the same header, up to iteration `up_to`."""
-    try:
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames != columns:
-                return []
-            return [row for row in reader
-                    if up_to is None or row["iteration"] == "" or int(row["iteration"]) <= up_to]
-    except (OSError, ValueError):
+def _carried_rows(folder: Path, columns: list[str], up_to: int | None) -> list[dict[str, str]]:
+    """The intact rows of an earlier run's metrics.csv with the same header (read by the one
+    reader: a file cut mid-row keeps its rows before the cut), up to iteration `up_to`."""
+    from cvlab.records.reader import RunFolder
+
+    header, rows = RunFolder(folder).metrics_rows()
+    if header != columns:
         return []
+    position = header.index("iteration")
+    return [dict(zip(header, row)) for row in rows
+            if up_to is None or row[position].strip() == ""
+            or float(row[position]) <= up_to]
 
 
 def _format(value: Any) -> Any:

@@ -5,12 +5,18 @@ resume, `cvlab runs`) reads it here, so that the same folder gets the same answe
     folder.config()          # config.yaml as a dict (safely read, checked)
     folder.summary()         # summary.json as a RunSummary (checked), None when there is none
     folder.metrics()         # metrics.csv as a DataFrame of floats (intact rows only)
+    folder.metrics_rows()    # the same rows as written (header, rows of strings)
     folder.weights("model")  # model.npz: family, model_type and the weights tree
+    folder.check()           # every file above, checked (the state files' arrays not loaded)
 
 What is read is checked, and anything that cannot be used is a RecordError: one line naming the
 file and what is wrong. Nothing here writes, and nothing read can run code: YAML is read with
 the safe loader and refused when it names a `_target_` (an object to instantiate), JSON is
 plain data, arrays come from .npy members without pickle (cvlab.records.state).
+
+Every command that reads a run (resume, eval, plot) calls `check()` first: a folder with one
+damaged or tampered file gets the same one-line refusal from each, whichever files the command
+goes on to use.
 """
 
 from __future__ import annotations
@@ -19,9 +25,7 @@ import csv
 import io
 import json
 import math
-import os
 import re
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,15 +38,12 @@ from cvlab.records.files import (
     WEIGHT_FILES,
     RecordError,
 )
-from cvlab.records.state import WEIGHTS_KIND, load_state
+from cvlab.records.processes import host_name as host_name  # (cvlab.run.train imports it here)
+from cvlab.records.processes import process_alive
+from cvlab.records.state import MAX_DEPTH, WEIGHTS_KIND, check_state, load_state
 from cvlab.records.summary import METRIC_KEYS, RunSummary
 
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")  # a family or model type as cvlab names them
-MAX_DEPTH = 64  # nesting a config or summary may have (a real one has 4)
-
-
-def host_name() -> str:
-    return socket.gethostname()
 
 
 class RunFolder:
@@ -53,6 +54,22 @@ class RunFolder:
 
     def has(self, name: str) -> bool:
         return (self.path / name).is_file()
+
+    def check(self) -> None:
+        """Every record file the folder holds, checked as the commands read it: config.yaml,
+        summary.json, and checkpoint.npz, model.npz and model_best.npz without loading their
+        arrays (cvlab.records.state.check_state). RecordError on the first that cannot be
+        used; missing files are not an error here (each command says what it needs)."""
+        if self.has(CONFIG_NAME):
+            self.config()
+        self.summary()
+        if self.has(CHECKPOINT_NAME):
+            path = self.path / CHECKPOINT_NAME
+            _check_checkpoint(check_state(path), path)
+        for file_name in WEIGHT_FILES.values():
+            if self.has(file_name):
+                path = self.path / file_name
+                _check_weights(check_state(path, kind=WEIGHTS_KIND), path)
 
     # ---- config.yaml ---------------------------------------------------------------------
 
@@ -90,10 +107,7 @@ class RunFolder:
             raise RecordError(f"{path} is not a run summary (a JSON object)")
         _check_tree(data, path)
         for key in ("family", "model_type"):
-            value = data.get(key)
-            if value is not None and not (isinstance(value, str) and NAME.match(value)):
-                raise RecordError(f"{path}: {key} {str(value)[:40]!r} is not a name cvlab "
-                                  "writes (letters, digits and _)")
+            _check_name(data.get(key), key, path)
         metrics = data.get("metrics") or {}
         if not isinstance(metrics, dict):
             raise RecordError(f"{path}: metrics is not a JSON object")
@@ -102,7 +116,7 @@ class RunFolder:
                 raise RecordError(f"{path}: metric {key} is {str(metrics[key])[:40]!r}, not a "
                                   "number")
         summary = RunSummary.from_dict(data)
-        if summary.status == "running" and not _alive(summary.pid, summary.host):
+        if summary.status == "running" and not process_alive(summary.pid, summary.host):
             summary.status = "stopped"
         return summary
 
@@ -119,14 +133,9 @@ class RunFolder:
         import numpy as np
         import pandas as pd
 
-        path = self.path / METRICS_NAME
-        try:
-            text = path.read_text(errors="replace")
-        except FileNotFoundError:
+        header, rows = self.metrics_rows()
+        if not header:
             return pd.DataFrame()
-        except OSError as err:
-            raise RecordError(f"{path} cannot be read ({_first_line(err)})") from None
-        header, rows = _intact_rows(text)
         frame = pd.DataFrame(index=range(len(rows)))
         logged = {}
         for position, name in enumerate(header):
@@ -136,24 +145,57 @@ class RunFolder:
         frame.attrs["logged"] = logged
         return frame
 
+    def metrics_rows(self) -> tuple[list[str], list[list[str]]]:
+        """metrics.csv's header and its intact rows, as written (strings); ([], []) when
+        missing. What a resumed run carries over (the rows metrics() reads)."""
+        path = self.path / METRICS_NAME
+        try:
+            text = path.read_text(errors="replace")
+        except FileNotFoundError:
+            return [], []
+        except OSError as err:
+            raise RecordError(f"{path} cannot be read ({_first_line(err)})") from None
+        return _intact_rows(text)
+
     # ---- weights and checkpoints ----------------------------------------------------------
 
     def weights(self, name: str = "model") -> dict[str, Any]:
         """model.npz (name "model") or model_best.npz ("model_best"): {"family", "model_type",
         "weights"}; StateError (a RecordError's kin, one line) when it cannot be used."""
-        tree = load_state(self.path / WEIGHT_FILES[name], kind=WEIGHTS_KIND)
-        for key in ("family", "model_type"):
-            if not isinstance(tree.get(key), str):
-                raise RecordError(f"{self.path / WEIGHT_FILES[name]} names no {key}")
+        path = self.path / WEIGHT_FILES[name]
+        tree = load_state(path, kind=WEIGHTS_KIND)
+        _check_weights(tree, path)
         return tree
 
     def checkpoint(self) -> dict[str, Any]:
         """checkpoint.npz: {"meta", "loop", "task"}."""
-        tree = load_state(self.path / CHECKPOINT_NAME)
-        if not all(isinstance(tree.get(key), dict) for key in ("meta", "loop", "task")):
-            raise RecordError(f"{self.path / CHECKPOINT_NAME} is not a training checkpoint "
-                              "(it lacks meta, loop or task)")
+        path = self.path / CHECKPOINT_NAME
+        tree = load_state(path)
+        _check_checkpoint(tree, path)
         return tree
+
+
+def _check_weights(tree: Any, path: Path) -> None:
+    """A weights tree names its family and model type as cvlab writes them."""
+    for key in ("family", "model_type"):
+        _check_name(tree.get(key) if isinstance(tree, dict) else None, key, path, required=True)
+
+
+def _check_checkpoint(tree: Any, path: Path) -> None:
+    if not (isinstance(tree, dict)
+            and all(isinstance(tree.get(key), dict) for key in ("meta", "loop", "task"))):
+        raise RecordError(f"{path} is not a training checkpoint (it lacks meta, loop or task)")
+
+
+def _check_name(value: Any, key: str, path: Path, required: bool = False) -> None:
+    """`value` is a family or model type as cvlab writes one (or None, unless required)."""
+    if value is None:
+        if required:
+            raise RecordError(f"{path} names no {key}")
+        return
+    if not (isinstance(value, str) and NAME.match(value)):
+        raise RecordError(f"{path}: {key} {str(value)[:40]!r} is not a name cvlab writes "
+                          "(letters, digits and _)")
 
 
 def _intact_rows(text: str) -> tuple[list[str], list[list[str]]]:
@@ -210,20 +252,6 @@ def _check_tree(tree: Any, path: Path, depth: int = 0) -> None:
     elif isinstance(tree, list):
         for value in tree:
             _check_tree(value, path, depth + 1)
-
-
-def _alive(pid: Any, host: Any) -> bool:
-    """Whether the process a summary says is running it still is (on this host). A summary
-    from another host, or without a pid, is taken at its word."""
-    if not isinstance(pid, int) or isinstance(pid, bool) or host != host_name():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _first_line(err: BaseException) -> str:

@@ -3,12 +3,15 @@
     save_state(path, tree)      tree: nested dicts / lists / tuples of numbers, strings, None,
                                 numpy arrays and scalars, and torch tensors
     tree = load_state(path)     the same tree back (tensors come back as torch tensors)
+    check_state(path)           the same checks without loading the arrays (cheap)
 
 The file (`checkpoint.npz`, `model.npz`, ...) is a standard .npz archive: every array is a
 `.npy` member (read with allow_pickle=False, so object arrays are refused), and the structure,
 scalars, strings and RNG states are one JSON member, `state.json` (`unzip -p checkpoint.npz
 state.json` shows it). Nothing in it is unpickled, so a tampered file cannot execute code: it
-is refused with one line (StateError) naming the file and what is wrong.
+is refused with one line (StateError) naming the file and what is wrong: a state.json that
+is not one, nests more than MAX_DEPTH levels, or refers to arrays the archive lacks, and
+arrays of Python objects.
 
 JSON cannot say everything a training state holds; these markers keep it exact:
     {"__array__": "a12"}                        the array member a12.npy
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,14 @@ WEIGHTS_KIND = "weights"  # model.npz, model_best.npz: {"family", "model_type", 
 VERSION = 1
 STATE_MEMBER = "state.json"
 MARKERS = ("__array__", "__tensor__", "__scalar__", "__tuple__", "__items__")
+MAX_DEPTH = 64  # nesting a state.json (or a config or summary) may have; a real one has < 12
+MAX_STATE_BYTES = 256 * 2**20  # a real state.json is kilobytes (a long run's losses: a few MB)
+HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                  (2, 0): np.lib.format.read_array_header_2_0}
+# what reading a damaged archive raises (zlib.error: a corrupt compressed member;
+# NotImplementedError: a compression method zipfile does not know)
+READ_ERRORS = (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError,
+               RecursionError, zlib.error, NotImplementedError)
 
 
 class StateError(RecordError):
@@ -63,24 +75,61 @@ def save_weights(path: Path, family: str, model_type: str, weights: Mapping[str,
 def load_state(path: Path, kind: str = "checkpoint") -> dict[str, Any]:
     """The tree saved by save_state at `path`; StateError (one line) when it cannot be used."""
     path = Path(path)
+    _check_archive(path, kind)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            tree = _structure(archive, path, kind)
+            return _decode(tree, _ArrayReader(archive, path))
+    except StateError:
+        raise
+    except READ_ERRORS as err:
+        raise StateError(f"{path} cannot be read as a cvlab {kind} file "
+                         f"({type(err).__name__}: {err})") from None
+
+
+def check_state(path: Path, kind: str = "checkpoint") -> dict[str, Any]:
+    """Check the state file at `path` as load_state would, without loading its arrays: its
+    state.json (format, version, kind, nesting) and the header of every array it refers to
+    (present, not an array of Python objects). Returns the structure as stored (JSON, the
+    arrays as their markers); StateError (one line) when the file cannot be used."""
+    path = Path(path)
+    _check_archive(path, kind)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            tree = _structure(archive, path, kind)
+            for name in _array_names(tree, path):
+                _check_array_header(archive, name, path)
+            return tree
+    except StateError:
+        raise
+    except READ_ERRORS as err:
+        raise StateError(f"{path} cannot be read as a cvlab {kind} file "
+                         f"({type(err).__name__}: {err})") from None
+
+
+def _check_archive(path: Path, kind: str) -> None:
     if not path.is_file():
         raise StateError(f"{path} does not exist")
     if not zipfile.is_zipfile(path):
         raise StateError(f"{path} is not a cvlab {kind} file (not an .npz archive)")
+
+
+def _structure(archive: zipfile.ZipFile, path: Path, kind: str) -> Any:
+    """The checked `tree` of the archive's state.json (arrays still as their markers)."""
+    if STATE_MEMBER not in archive.namelist():
+        raise StateError(f"{path} is not a cvlab {kind} file (no {STATE_MEMBER} in it)")
+    if archive.getinfo(STATE_MEMBER).file_size > MAX_STATE_BYTES:
+        raise StateError(f"{path}: its {STATE_MEMBER} is larger than "
+                         f"{MAX_STATE_BYTES // 2**20} MiB; it is not a cvlab {kind} file")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if STATE_MEMBER not in archive.files:
-                raise StateError(f"{path} is not a cvlab {kind} file (no {STATE_MEMBER} in it)")
-            document = json.loads(archive[STATE_MEMBER])
-            _check_document(document, path, kind)
-            names = {n for n in archive.files if n != STATE_MEMBER}
-            return _decode(document["tree"], _ArrayReader(archive, names, path))
-    except StateError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError,
-            RecursionError) as err:
-        raise StateError(f"{path} cannot be read as a cvlab {kind} file "
-                         f"({type(err).__name__}: {err})") from None
+        document = json.loads(archive.read(STATE_MEMBER))
+    except RecursionError:
+        document = None
+    if document is None or _deeper_than(document, MAX_DEPTH):
+        raise StateError(f"{path}: its {STATE_MEMBER} is nested more than {MAX_DEPTH} levels "
+                         f"deep; it is not a cvlab {kind} file")
+    _check_document(document, path, kind)
+    return document["tree"]
 
 
 def _check_document(document: Any, path: Path, kind: str) -> None:
@@ -92,16 +141,70 @@ def _check_document(document: Any, path: Path, kind: str) -> None:
                          f"cvlab reads version {VERSION}")
     if document.get("kind") != kind:
         raise StateError(f"{path} holds a {document.get('kind')!r} state, not a {kind!r}")
+    if "tree" not in document:
+        raise StateError(f"{path} is not a cvlab {kind} file (its {STATE_MEMBER} has no tree)")
+
+
+def _deeper_than(tree: Any, limit: int) -> bool:
+    """Whether lists and dicts in `tree` nest more than `limit` levels (no recursion)."""
+    pending = [(tree, 0)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > limit:
+            return True
+        if isinstance(value, dict):
+            pending += [(child, depth + 1) for child in value.values()]
+        elif isinstance(value, list):
+            pending += [(child, depth + 1) for child in value]
+    return False
+
+
+def _array_names(tree: Any, path: Path) -> list[str]:
+    """The array members (`a3`) the structure refers to, in no particular order."""
+    names, pending = [], [tree]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            for marker in ("__array__", "__tensor__"):
+                if marker in value:
+                    if not isinstance(value[marker], str):
+                        raise StateError(f"{path} refers to an array {value[marker]!r} it "
+                                         "does not hold")
+                    names.append(value[marker])
+            pending += list(value.values())
+        elif isinstance(value, list):
+            pending += value
+    return names
+
+
+def _check_array_header(archive: zipfile.ZipFile, name: str, path: Path) -> None:
+    """The .npy member `name` exists and its header declares an array of plain numbers."""
+    member = f"{name}.npy"
+    if member not in archive.namelist():
+        raise StateError(f"{path} refers to an array {name!r} it does not hold")
+    with archive.open(member) as stream:
+        version = np.lib.format.read_magic(stream)
+        if version not in HEADER_READERS:
+            raise StateError(f"{path}: {member} has .npy format version {version}, which "
+                             "cvlab does not write")
+        _, _, dtype = HEADER_READERS[version](stream)
+    if dtype.hasobject:
+        raise StateError(f"{path}: {member} holds Python objects (reading them would unpickle "
+                         "code); cvlab stores arrays of numbers only")
 
 
 class _ArrayReader:
-    def __init__(self, archive: Any, names: set[str], path: Path) -> None:
-        self.archive, self.names, self.path = archive, names, path
+    """Reads the .npy members of an open archive by name, never unpickling."""
+
+    def __init__(self, archive: zipfile.ZipFile, path: Path) -> None:
+        self.archive, self.path = archive, path
+        self.members = set(archive.namelist())
 
     def __call__(self, name: Any) -> np.ndarray:
-        if not isinstance(name, str) or name not in self.names:
+        if not isinstance(name, str) or f"{name}.npy" not in self.members:
             raise StateError(f"{self.path} refers to an array {name!r} it does not hold")
-        return self.archive[name]
+        with self.archive.open(f"{name}.npy") as stream:
+            return np.lib.format.read_array(stream, allow_pickle=False)
 
 
 def _encode(value: Any, arrays: dict[str, np.ndarray]) -> Any:

@@ -34,8 +34,8 @@ def close_interrupted_jobs(sweep_dir: Path) -> list[int]:
             with contextlib.suppress(OSError):
                 stray.unlink()
         summary = read_summary(job)
-        if summary is None or (summary.status == "running"
-                               and not process_alive(summary.pid, summary.host)):
+        if summary is None or (summary.status == "running" and (
+                summary.pid is None or not process_alive(summary.pid, summary.host))):
             summary = summary or RunSummary()
             summary.status = "interrupted"
             summary.error = summary.error or "the sweep was interrupted while this job ran"

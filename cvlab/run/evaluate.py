@@ -68,6 +68,7 @@ def evaluate(run_dir: Path, split: str, weights: str, device: str | None = None)
 def _run_config(folder: RunFolder, device: str | None) -> tuple[TrainConfig, Any]:
     """The run's typed TrainConfig (its device replaced when asked) and its summary."""
     try:
+        folder.check()  # every file of the folder, as resume and plot check it
         summary = folder.summary()
         data = folder.config()
     except RecordError as err:

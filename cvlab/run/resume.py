@@ -40,6 +40,7 @@ def check_resume(cfg: TrainConfig, source: Path) -> None:
         raise UserError(f"resume={source}: no {CHECKPOINT_NAME} there (a checkpoint is written "
                         "at each epoch end of a run with checkpoint=true)")
     try:
+        folder.check()  # every file of the folder, as eval and plot check it
         stored = folder.config()
         meta = folder.checkpoint()["meta"]
     except RecordError as err:
