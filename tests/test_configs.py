@@ -18,7 +18,7 @@ from cvlab.config.store import PRIMARY_SCHEMAS
 from cvlab.paths import config_dir
 
 CONFIGS = config_dir()
-COMMANDS = ["train", "gradcheck", "plot", "eval", "data", "bench", "runs"]
+COMMANDS = ["train", "gradcheck", "plot", "eval", "data", "bench", "runs", "reproduce"]
 TRAIN_GROUPS = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and p.name != "hydra")
 OPTIONS = [(group, path.stem) for group in TRAIN_GROUPS
            for path in sorted((CONFIGS / group).glob("*.yaml"))]

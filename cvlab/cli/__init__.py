@@ -82,6 +82,10 @@ def normalize_arguments(name: str, args: list[str]) -> list[str]:
 
 def launch(name: str, args: list[str]) -> int:
     """Check everything, create the run folder, run through Hydra; SIGINT/SIGTERM recorded."""
+    if name == "reproduce":
+        from cvlab.cli.reproduce import launch_reproduction
+
+        return launch_reproduction(args)
     from cvlab.cli.app import run_jobs
     from cvlab.cli.prepare import finish_interrupted, prepare
     from cvlab.records.lock import release

@@ -31,6 +31,8 @@ COMMANDS: dict[str, Command] = {
     "bench": Command("benchmark layers (layers) or training speed (train)", BENCH_ACTIONS),
     "runs": Command("list the runs under outputs_root: where='key:value key:gt:0.3', "
                     "sort=-key, group_by=[keys], diff=[run,run]", run_folder=False),
+    "reproduce": Command("run the course's experiments and check every claim of its notebooks "
+                         "(part=..., profile=quick|full)"),
 }
 
 HELP_FLAGS = {"--help", "-h"}

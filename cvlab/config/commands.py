@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cvlab.config.train import DatasetConfig
+from cvlab.config.train import DatasetConfig, DeviceConfig
 from cvlab.validation import check, check_choice, check_seed
 from cvlab.vocab import DEVICES, EVAL_SPLITS, WEIGHT_CHOICES
 
@@ -112,3 +112,31 @@ def _words(key: str, value: list[str], separator: str) -> list[str]:
     """The list's items split at `separator` (and spaces), as non-empty strings."""
     return [word for item in value for part in str(item).split(separator)
             for word in part.split()]
+
+
+PROFILES = ("auto", "quick", "full")
+
+
+@dataclass
+class ReproduceConfig:
+    """`cvlab reproduce`: the course's experiments run and every claim of its notebooks checked.
+
+    part: the notebooks' parts to reproduce (all, layers, batchnorm, dropout, cnn, pytorch,
+    captioning; `part=batchnorm` or `part=[batchnorm,dropout]`); profile: quick (the embedded
+    synthetic sets at reduced sizes), full (the course's sizes on CIFAR-10) or auto (full where
+    CIFAR-10 is found, else quick); the runs are launched on `launcher=` (the group of
+    `cvlab train`; hydra.launcher.* settings go with it); device: where the PyTorch runs train
+    (`device=cuda`, the group of `cvlab train`; auto: each config's) and the BLAS threads of
+    every run (device.threads); rerun: start a new reproduction instead of continuing the last
+    one of the profile."""
+
+    part: list[str] = field(default_factory=lambda: ["all"])
+    profile: str = "auto"
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    rerun: bool = False
+    outputs_root: str = "outputs"
+
+    def __post_init__(self) -> None:
+        check(len(self.part) > 0, "part", self.part, "one part or more, e.g. part=batchnorm")
+        check_choice("profile", self.profile, PROFILES)
+

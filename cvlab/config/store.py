@@ -21,6 +21,7 @@ from cvlab.config.commands import (
     EvalConfig,
     GradcheckConfig,
     PlotConfig,
+    ReproduceConfig,
     RunsConfig,
 )
 from cvlab.config.train import (
@@ -33,7 +34,7 @@ from cvlab.config.train import (
 
 PRIMARY_SCHEMAS = {"train": TrainConfig, "gradcheck": GradcheckConfig, "plot": PlotConfig,
                    "eval": EvalConfig, "data": DataConfig, "bench": BenchConfig,
-                   "runs": RunsConfig}
+                   "runs": RunsConfig, "reproduce": ReproduceConfig}
 GROUP_SCHEMAS = {"dataset": DatasetConfig, "optimizer": OptimizerConfig, "device": DeviceConfig,
                  "logger": LoggerConfig}
 SCHEMA_SUFFIX = "_schema"

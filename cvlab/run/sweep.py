@@ -67,29 +67,39 @@ def make_plan(command: str, arguments: Sequence[str],
 
 
 def resume_work(sweep_dir: Path, plan: Plan, jobs: Sequence[tuple[Sequence[str], TrainConfig]],
-                allow_changes: bool) -> Work:
-    """What to do with each planned job; UserError (one line) when the plan cannot be
-    continued: its jobs are not those today's configs make, a config changed, a job runs."""
-    if len(jobs) != len(plan.jobs):
+                allow_changes: bool, on_change: str = "refuse",
+                numbers: Sequence[int] | None = None) -> Work:
+    """What to do with each planned job (`numbers`: only those; default all); UserError (one
+    line) when the plan cannot be continued: a job runs, or (on_change="refuse", a sweep) the
+    jobs are not those today's configs make or a config changed. on_change="run" (a
+    reproduction) runs a changed job anew instead."""
+    if on_change == "refuse" and len(jobs) != len(plan.jobs):
         raise UserError(f"resume={sweep_dir}: today's configs make {len(jobs)} jobs of its "
                         f"command line, its plan lists {len(plan.jobs)}; run the sweep anew")
     work = Work()
-    for planned, (overrides, cfg) in zip(plan.jobs, jobs):
-        if list(overrides) != planned.overrides:
-            raise UserError(f"resume={sweep_dir}: job {planned.number} is now "
-                            f"{' '.join(overrides)!r}, planned as {' '.join(planned.overrides)!r}")
-        if not allow_changes:
-            _check_unchanged(sweep_dir, planned, cfg, plan.with_configs)
-        _sort(sweep_dir / str(planned.number), planned.number, work)
+    for number in range(len(jobs)) if numbers is None else numbers:
+        overrides, cfg = jobs[number]
+        change = _change(plan.job(number), overrides, cfg, plan.with_configs)
+        if change and on_change == "run":
+            work.run.append(number)
+            continue
+        if change and not allow_changes:
+            raise UserError(f"resume={sweep_dir}: {change}; add resume_changed=true to continue "
+                            "it with today's configs")
+        _sort(sweep_dir / str(number), number, work)
     return work
 
 
-def _check_unchanged(sweep_dir: Path, planned: PlannedJob, cfg: TrainConfig,
-                     with_configs: bool) -> None:
-    allow = "; add resume_changed=true to continue it with today's configs"
+def _change(planned: PlannedJob | None, overrides: Sequence[str], cfg: TrainConfig,
+            with_configs: bool) -> str | None:
+    """How a job differs from its plan (None: it does not), in a few words."""
+    if planned is None:
+        return "a job its plan does not list"
+    if list(overrides) != planned.overrides:
+        return (f"job {planned.number} is now {' '.join(overrides)!r}, planned as "
+                f"{' '.join(planned.overrides)!r}")
     if not with_configs:
-        raise UserError(f"resume={sweep_dir}: its plan, written by an older cvlab, records no "
-                        f"configs to compare with today's{allow}")
+        return "its plan, written by an older cvlab, records no configs to compare with today's"
     now = flat_config(cfg)
     for key, value in now.items():
         if key.startswith(RESUMABLE_CHANGES) or key == "resume_changed":
@@ -97,8 +107,9 @@ def _check_unchanged(sweep_dir: Path, planned: PlannedJob, cfg: TrainConfig,
         before = planned.config.get(key, "<not set>")
         if before != value and not (_number(before) and _number(value)
                                     and float(before) == float(value)):
-            raise UserError(f"resume={sweep_dir}: job {planned.number}'s config changed since "
-                            f"it was planned: {key}={value!r} (planned {before!r}){allow}")
+            return (f"job {planned.number}'s config changed since it was planned: "
+                    f"{key}={value!r} (planned {before!r})")
+    return None
 
 
 def _sort(job_dir: Path, number: int, work: Work) -> None:

@@ -1,0 +1,94 @@
+"""`cvlab reproduce` on the command line: the reproduction prepared (cvlab.reproduce.run), its
+runs launched as one sweep of `cvlab train` jobs into the reproduction folder (the plan
+sweeper, on the launcher asked for), then every item measured and the report written, also
+after an interruption (the unfinished items not_run).
+
+Exit code: 0 when every item that ran held, 1 when any did not (the last lines list them), 2
+on bad input, 130 / 143 after SIGINT / SIGTERM (the report is written all the same).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from cvlab.cli.resume import hydra_quote, override_key
+from cvlab.cli.words import fail, overrides_of
+from cvlab.errors import UserError
+from cvlab.reproduce.run import Setup
+
+LAUNCH_KEYS = ("hydra.launcher.",)  # settings that go with the runs' launcher
+
+
+def launch_reproduction(args: list[str]) -> int:
+    """Prepare, run and conclude a reproduction; the exit code."""
+    from cvlab.config.compose import compose_plan
+    from cvlab.reproduce.run import prepare, write_setup
+    from cvlab.run.sweep import set_aside
+
+    overrides = overrides_of(args)
+    launcher_settings = [o for o in overrides if override_key(o).startswith(LAUNCH_KEYS)]
+    own = [o for o in overrides if o not in launcher_settings]
+    try:
+        composed = compose_plan("reproduce", own, multirun=False)
+        cfg = composed.jobs[0][1]
+        launcher = str(composed.base.hydra.runtime.choices.get("launcher", "joblib"))
+        setup = prepare(cfg)
+        _preflight(setup)
+    except UserError as err:
+        return fail(f"cvlab reproduce: {err}")
+    write_setup(setup)
+    set_aside(setup.folder, setup.work.run)
+    print(f"reproduce: {setup.profile} profile, {len(setup.items)} items; runs in "
+          f"{setup.folder}: {setup.work.line()}", flush=True)
+    return _run_and_conclude(setup, [f"launcher={launcher}", *launcher_settings])
+
+
+def _preflight(setup: Setup) -> None:
+    from cvlab.run.train import preflight
+
+    for number in setup.work.to_run:
+        preflight(setup.configs[number])
+
+
+def _run_and_conclude(setup: Setup, launch: list[str]) -> int:
+    from cvlab.cli.app import run_jobs
+    from cvlab.cli.prepare import plan_sweeper
+    from cvlab.records.lock import acquire, release
+    from cvlab.records.sweeps import close_interrupted_jobs
+    from cvlab.reproduce.run import conclude
+    from cvlab.run.sweep import stop_jobs
+    from cvlab.train.signals import Interrupted, signals_as_interrupts
+
+    started, interrupted, code = time.perf_counter(), None, 0
+    try:
+        acquire(setup.folder)
+    except UserError as err:
+        return fail(f"cvlab reproduce: {err}")
+    with signals_as_interrupts():
+        try:
+            if setup.work.to_run:
+                run_jobs("train", [*launch,
+                                   f"hydra.sweep.dir={hydra_quote(str(setup.folder))}",
+                                   "hydra.mode=MULTIRUN",
+                                   *plan_sweeper(setup.folder, setup.work.to_run)],
+                         setup.folder, multirun=True)
+        except Interrupted as err:
+            stop_jobs(setup.folder)
+            close_interrupted_jobs(setup.folder)
+            interrupted, code = f"interrupted by {err}", err.exit_code
+        finally:
+            release(setup.folder)
+        reproduction = conclude(setup, time.perf_counter() - started, interrupted)
+    return code or _verdict(reproduction, setup.folder)
+
+
+def _verdict(reproduction: dict, folder: Path) -> int:
+    """Print the counts (and the items not held); 0 when every item that ran held."""
+    counts = reproduction["counts"]
+    failed = [item for item in reproduction["items"] if item["verdict"] == "not_held"]
+    for item in failed:
+        print(f"not held: {item['id']}: {item['detail']}", flush=True)
+    print(f"reproduce: {counts['held']} held, {counts['not_held']} not held, "
+          f"{counts['not_run']} not run; report in {folder / 'report.html'}", flush=True)
+    return 1 if failed else 0
