@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 CVLAB := $(VENV)/bin/cvlab
 EXT_SOURCES := $(wildcard cvlab/ext/*.pyx)
 
-.PHONY: run test test-portable test-cluster install lint clean
+.PHONY: run test test-slow test-portable test-cluster install lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,11 @@ lint: install
 # that module fixtures are built once; TEST_WORKERS=0 runs it in this process.
 TEST_WORKERS ?= 2
 test: install lint
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not cluster"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow and not cluster"
+
+# The longer tests: real CIFAR-10 runs, sweeps and reproductions interrupted and resumed.
+test-slow: install
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "slow and not cluster" -p no:cacheprovider
 
 # Minutes-long runs on the SLURM cluster (.ci/run starts one; they skip, saying why, without).
 test-cluster: install

@@ -79,6 +79,7 @@ def test_a_second_launch_continues_the_study(cvlab, tmp_path):
         t.params["optimizer.learning_rate"] for t in after[2:])
 
 
+@pytest.mark.slow
 def test_an_interrupted_search_resumes_through_its_study_and_holds_each_trial_once(tmp_path,
                                                                                     cvlab):
     from conftest import finish, start, wait_for

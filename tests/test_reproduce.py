@@ -23,6 +23,7 @@ def job_files(folder: Path) -> dict[str, bytes]:
             for path in sorted(folder.glob("[0-9]*/**/*")) if path.is_file()}
 
 
+@pytest.mark.slow
 def test_a_part_is_reproduced_and_a_rerun_keeps_its_runs(cvlab, tmp_path):
     first = cvlab("reproduce", "part=dropout", "profile=quick")
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr
@@ -42,6 +43,7 @@ def test_a_part_is_reproduced_and_a_rerun_keeps_its_runs(cvlab, tmp_path):
     assert job_files(folder) == before  # kept as they were, byte for byte
 
 
+@pytest.mark.slow
 def test_an_interrupted_reproduction_reports_and_its_rerun_completes_it(cvlab, tmp_path):
     process = start(tmp_path, "reproduce", "part=batchnorm", "profile=quick",
                     "launcher=basic")

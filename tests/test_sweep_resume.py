@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import TINY_DATA, finish, start, wait_for
 
 from cvlab.records.reader import RunFolder
@@ -43,6 +44,7 @@ def files_of(job: Path) -> dict[str, bytes]:
             if path.is_file()}
 
 
+@pytest.mark.slow
 def test_a_resumed_sweep_keeps_continues_runs_and_ends_as_if_uninterrupted(tmp_path, cvlab):
     folder = interrupted_sweep(tmp_path / "cut")
     before = files_of(folder / "0")
@@ -66,6 +68,7 @@ def test_a_resumed_sweep_keeps_continues_runs_and_ends_as_if_uninterrupted(tmp_p
                                           value)
 
 
+@pytest.mark.slow
 def test_a_sweep_whose_jobs_or_configs_changed_is_refused_unless_asked(tmp_path, cvlab):
     folder = interrupted_sweep(tmp_path)
     other_jobs = cvlab("train", f"resume={folder}", "epochs=80")
@@ -83,6 +86,7 @@ def test_a_sweep_whose_jobs_or_configs_changed_is_refused_unless_asked(tmp_path,
     assert "1 kept, 1 continued" in changed.stdout
 
 
+@pytest.mark.slow
 def test_the_resumed_jobs_run_on_the_launcher_asked_for(tmp_path, cvlab):
     folder = interrupted_sweep(tmp_path)
     resumed = cvlab("train", f"resume={folder}", "launcher=submitit_local")
