@@ -26,6 +26,7 @@ def launch_reproduction(args: list[str]) -> int:
     from cvlab.reproduce.run import prepare, write_setup
     from cvlab.run.sweep import set_aside
 
+    started = time.perf_counter()
     overrides = overrides_of(args)
     launcher_settings = [o for o in overrides if override_key(o).startswith(LAUNCH_KEYS)]
     own = [o for o in overrides if o not in launcher_settings]
@@ -41,7 +42,7 @@ def launch_reproduction(args: list[str]) -> int:
     set_aside(setup.folder, setup.work.run)
     print(f"reproduce: {setup.profile} profile, {len(setup.items)} items; runs in "
           f"{setup.folder}: {setup.work.line()}", flush=True)
-    return _run_and_conclude(setup, [f"launcher={launcher}", *launcher_settings])
+    return _run_and_conclude(setup, [f"launcher={launcher}", *launcher_settings], started)
 
 
 def _preflight(setup: Setup) -> None:
@@ -51,7 +52,7 @@ def _preflight(setup: Setup) -> None:
         preflight(setup.configs[number])
 
 
-def _run_and_conclude(setup: Setup, launch: list[str]) -> int:
+def _run_and_conclude(setup: Setup, launch: list[str], started: float) -> int:
     from cvlab.cli.app import run_jobs
     from cvlab.cli.prepare import plan_sweeper
     from cvlab.records.lock import acquire, release
@@ -60,7 +61,7 @@ def _run_and_conclude(setup: Setup, launch: list[str]) -> int:
     from cvlab.run.sweep import stop_jobs
     from cvlab.train.signals import Interrupted, signals_as_interrupts
 
-    started, interrupted, code = time.perf_counter(), None, 0
+    interrupted, code = None, 0
     try:
         acquire(setup.folder)
     except UserError as err:
