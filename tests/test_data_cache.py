@@ -118,3 +118,115 @@ def test_a_pickled_cache_file_is_never_unpickled(tmp_path):
     state, why = cache.check("k")
     assert state == "corrupt" and "X.npy" in why
     assert not marker.exists()
+
+
+def failing_save(path: Path, array: np.ndarray) -> None:
+    """A save into a disk that fills up halfway through the file (as atomic_save_npy writes
+    it: the temporary file is removed by the failing write)."""
+    import errno
+
+    from cvlab.records.files import atomic_write
+
+    def write(f) -> None:
+        f.write(b"\x93NUMPY partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    atomic_write(path, write, binary=True)
+
+
+def test_a_cache_that_cannot_be_written_is_said_in_one_line(tmp_path, monkeypatch):
+    from cvlab.data import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "atomic_save_npy", failing_save)
+    for _ in range(2):  # every load generates the set again, and says so again
+        lines: list[str] = []
+        data = load_synthetic_arrays(9000, 1000, seed=5, announce=lines.append)
+        (line,) = [line for line in lines if "could not write the cache" in line]
+        folder = synthetic_cache_dir(9000, 1000, 5)
+        assert f"in {folder} (No space left on device: {folder}" in line
+        assert "every run generates it again" in line
+        assert data.info["cache_error"].startswith("No space left on device: ")
+        assert len(data.y_train) == 9000
+        assert not list(folder.glob(".*.tmp")) and not (folder / META).exists()
+
+
+def test_a_read_only_cache_folder_is_said_in_one_line(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root writes into a read-only folder anyway (the write is simulated above)")
+    folder = synthetic_cache_dir(9000, 1000, 6)
+    folder.mkdir(parents=True)
+    folder.chmod(0o555)
+    try:
+        lines: list[str] = []
+        data = load_synthetic_arrays(9000, 1000, seed=6, announce=lines.append)
+    finally:
+        folder.chmod(0o755)
+    assert any("could not write the cache" in line and "Permission denied" in line
+               for line in lines)
+    assert "Permission denied" in data.info["cache_error"]
+
+
+def test_a_cache_folder_that_cannot_be_made_is_said_in_one_line(tmp_path, monkeypatch):
+    """A cache home that is a file: no folder can be made (or locked) there, for root too."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("CVLAB_CACHE", str(blocker))
+    lines: list[str] = []
+    data = load_synthetic_arrays(9000, 1000, seed=6, announce=lines.append)
+    (line,) = [line for line in lines if "could not write the cache" in line]
+    assert "Not a directory" in line and "Not a directory" in data.info["cache_error"]
+    assert len(data.y_test) == 1000
+
+
+def test_a_run_whose_cache_cannot_be_written_records_it(tmp_path, monkeypatch, cvlab):
+    from cvlab.data import cache as cache_module
+    from cvlab.families import numpy as numpy_family
+
+    monkeypatch.setattr(cache_module, "atomic_save_npy", failing_save)
+    monkeypatch.setattr(numpy_family, "_DATA_CACHE", {})  # no decoded set kept from before
+    result = cvlab("train", "dataset=synthetic", "dataset.synthetic_train=9000",
+                   "dataset.synthetic_test=1000", "dataset.synthetic_seed=7",
+                   "dataset.num_train=100", "dataset.num_val=50", "dataset.num_test=50",
+                   "model.hidden_dims=[10]", "epochs=1", "launcher=basic",
+                   env={"CVLAB_CACHE": str(tmp_path / "cache-home")})
+    assert result.returncode == 0, result.stderr
+    assert "could not write the cache" in result.stdout + result.stderr
+    (summary,) = (tmp_path / "outputs").rglob("summary.json")
+    recorded = json.loads(summary.read_text())
+    assert recorded["status"] == "completed"
+    assert recorded["details"]["dataset_cache_error"].startswith("No space left on device: ")
+
+
+def plant_temporary(folder: Path, name: str = ".X_train.npy-0badcafe.tmp") -> Path:
+    """What a process killed while it saved the cache leaves behind."""
+    path = folder / name
+    path.write_bytes(b"\x93NUMPY cut short")
+    return path
+
+
+def test_stale_temporary_files_are_removed_when_the_cache_is_built_or_loaded(tmp_path):
+    folder = synthetic_cache_dir(9000, 1000, 8)
+    folder.mkdir(parents=True)
+    killed_build = plant_temporary(folder)
+    load_synthetic_arrays(9000, 1000, seed=8, announce=lambda line: None)  # builds it
+    assert not killed_build.exists() and (folder / META).is_file()
+
+    killed_later = plant_temporary(folder, ".meta.json-12345678.tmp")
+    lines: list[str] = []
+    load_synthetic_arrays(9000, 1000, seed=8, announce=lines.append)  # a valid cache, loaded
+    assert not killed_later.exists() and not lines
+
+
+def test_a_temporary_file_being_written_under_the_lock_is_kept(tmp_path):
+    import fcntl
+
+    cache = ArrayCache(tmp_path / "cache")
+    cache.save("k", {"X": np.arange(6, dtype=np.uint8)})
+    live = plant_temporary(cache.folder)
+    with open(cache.folder / ".lock", "a+") as builder:  # another process building the entry
+        fcntl.flock(builder, fcntl.LOCK_EX)
+        entry = cache.load_or_build("k", lambda why: pytest.fail("a valid cache is not built"))
+        assert live.exists() and not entry.built
+        fcntl.flock(builder, fcntl.LOCK_UN)
+    cache.load_or_build("k", lambda why: pytest.fail("a valid cache is not built"))
+    assert not live.exists()

@@ -200,3 +200,51 @@ def test_bench_train_quick(cvlab, tmp_path):
     assert len(lines) >= 3 and "pytorch cpu" in lines[2]
     metrics = json.loads((run / "summary.json").read_text())["metrics"]
     assert metrics["numpy_images_per_s"] > 0 and metrics["pytorch_images_per_s"] > 0
+
+
+def test_a_run_that_starts_astronomically_high_is_diverged(cvlab, tmp_path):
+    """model=fc model.weight_scale=1e9: the first loss is far above 1000 x ln 10, so the run
+    stops at its first update as diverged (exit 0: a diverged run is a result)."""
+    result = cvlab("train", "model=fc", "model.weight_scale=1e9", *TINY_DATA, "epochs=2",
+                   "batch_size=50")
+    assert result.returncode == 0, result.stderr
+    assert "1000 x an untrained model's loss" in result.stdout + result.stderr
+    (run,) = _run_folders(tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    assert summary["metrics"]["iterations"] == 1 and summary["metrics"]["final_loss"] > 2303
+
+
+def test_a_resumed_run_goes_under_the_outputs_root_of_the_run_it_continues(cvlab, tmp_path):
+    """Started with outputs_root=runs (relative) in one folder and resumed from another: the
+    new run goes next to the one it continues; an outputs_root on the command line wins; a
+    run started with the default root resumes into the working folder's outputs/."""
+    args = ["model.hidden_dims=[10]", *TINY_DATA, "launcher=basic", "progress=false"]
+    first = cvlab("train", *args, "epochs=1", "outputs_root=runs", cwd=tmp_path / "a")
+    assert first.returncode == 0, first.stderr
+    (started,) = (tmp_path / "a" / "runs" / "train").glob("*/*")
+    resumed = cvlab("train", f"resume={started}", "epochs=2", cwd=tmp_path / "b")
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(list((tmp_path / "a" / "runs" / "train").glob("*/*"))) == 2
+    assert not (tmp_path / "b" / "outputs").exists()
+    again = cvlab("train", f"resume={started}", "epochs=2", "outputs_root=elsewhere",
+                  cwd=tmp_path / "b")
+    assert again.returncode == 0, again.stderr
+    (moved,) = (tmp_path / "b" / "elsewhere" / "train").glob("*/*")
+    assert json.loads((moved / "summary.json").read_text())["resumed_from"] == str(started)
+
+    plain = cvlab("train", *args, "epochs=1", cwd=tmp_path / "c")
+    (default_run,) = _run_folders(tmp_path / "c")
+    assert plain.returncode == 0 and cvlab("train", f"resume={default_run}", "epochs=2",
+                                           cwd=tmp_path / "d").returncode == 0
+    assert len(_run_folders(tmp_path / "d")) == 1
+
+
+def test_the_outputs_root_of_a_run_folder_is_read_from_where_it_is():
+    from cvlab.cli.resume import outputs_root_of
+
+    assert outputs_root_of(Path("/x/runs/train/2026-12-04/05-58-18-810550")) == Path("/x/runs")
+    assert outputs_root_of(Path("/x/runs/train/multirun/2026-12-04/05-58-18/7")) == \
+        Path("/x/runs")
+    assert outputs_root_of(Path("/x/my-run")) is None  # hydra.run.dir=/x/my-run
+    assert outputs_root_of(Path("/x/runs/train/multirun/2026-12-04/05-58-18")) is None

@@ -142,3 +142,48 @@ def test_an_interrupt_keeps_the_last_checkpoint_and_a_resume_ends_as_if_uninterr
 def test_a_checkpoint_of_a_loop_that_kept_its_records_elsewhere_is_refused():
     with pytest.raises(UserError, match="older cvlab"):
         LoopResult.resumed({"losses": [1.0], "best": {}, "last_metrics": {}})
+
+
+LN10 = math.log(10)
+
+
+def scripted(losses: list[float], untrained_loss: float | None) -> ScriptedTask:
+    task = ScriptedTask([*losses, *LOSSES[len(losses):]], SCORES)
+    task.untrained_loss = untrained_loss
+    return task
+
+
+def test_a_first_loss_far_above_an_untrained_models_is_diverged_at_once(tmp_path):
+    """model=fc model.weight_scale=1e9 starts at a loss of ~1e10 or more: the first-loss rule
+    alone can never stop it; 1000 x ln 10 does, at the first update."""
+    lines: list[str] = []
+    options = LoopOptions(verbose=True, printer=lines.append)
+    result = run_loop(scripted([1e10, 1e10], LN10), options, Records(tmp_path))
+    assert result.status == "diverged" and result.losses == [1e10]
+    assert any("above 2303 = 1000 x an untrained model's loss" in line for line in lines)
+    assert run_loop(scripted([1e10, 1e10], None), QUIET).status == "completed"
+
+
+@pytest.mark.parametrize("untrained_loss, status, kept", [
+    (LN10, "diverged", 2),  # 2400 > 1000 x ln 10 = 2303, though < 1000 x the first loss
+    (None, "completed", 12),  # a task that knows no untrained loss: the first loss only
+    (100.0, "completed", 12),  # the smaller of the two counts: 1000 x 10 = 10000
+])
+def test_the_limit_is_the_factor_times_the_smaller_of_first_and_untrained_loss(
+        untrained_loss, status, kept):
+    result = run_loop(scripted([10.0, 2400.0], untrained_loss), QUIET)
+    assert result.status == status and len(result.losses) == kept
+
+
+def test_a_first_loss_below_the_untrained_one_keeps_the_first_loss_rule():
+    result = run_loop(scripted([1.0, 1001.0], LN10), QUIET)
+    assert result.status == "diverged" and len(result.losses) == 2
+
+
+def test_the_courses_solver_knows_no_untrained_loss():
+    from cvlab.train.solver import SolverTask
+    from cvlab.train.task import untrained_softmax_loss
+
+    assert Task.untrained_loss is None and SolverTask.untrained_loss is None
+    assert untrained_softmax_loss(10) == pytest.approx(LN10)
+    assert untrained_softmax_loss(1) is None

@@ -4,14 +4,17 @@
     cvlab train resume=<sweep folder>|latest_sweep             a sweep, in its own folder
 
 A run resumes with the overrides it was started with, then the new ones; the run core checks
-what may change. A sweep (a folder with sweep_plan.json) resumes from its plan: its jobs are
-composed again from today's configs and checked against the plan, then those still to do are
-launched into their own folders (cvlab.run.sweep says which); an Optuna sweep continues its
-study (the sweep folder's optuna.db) in a new sweep folder.
+what may change. A run started with an outputs_root is continued under it (the root its folder
+sits in), unless the new overrides give one. A sweep (a folder with sweep_plan.json) resumes
+from its plan: its jobs are composed again from today's configs and checked against the
+plan, then those still to do are launched into their own folders (cvlab.run.sweep says
+which); an Optuna sweep continues its study (the sweep folder's optuna.db) in a new sweep
+folder.
 """
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 from cvlab.errors import UserError
@@ -75,7 +78,8 @@ def _latest(root: Path, sweep: bool) -> Path:
 
 def run_overrides(folder: Path, overrides: list[str]) -> list[str]:
     """A resumed run's overrides: those it was started with (its summary's), then the new
-    ones (which win), then resume=<its folder>."""
+    ones (which win), then resume=<its folder>. Its outputs_root is that of the run it
+    continues (resumed_outputs_root) unless the new ones give one."""
     from cvlab.cli.words import rename_keys
     from cvlab.records.reader import RunFolder
 
@@ -88,7 +92,40 @@ def run_overrides(folder: Path, overrides: list[str]) -> list[str]:
                                              "hydra.sweep.dir", "outputs_root"}
     stored = summary.overrides if summary is not None else []
     kept = rename_keys("train", [o for o in stored if override_key(o) not in keys])
-    return [*kept, *mine, f"resume={hydra_quote(str(folder))}", "hydra.mode=RUN"]
+    given = any(override_key(o) == "outputs_root" for o in mine)
+    root = [] if given else resumed_outputs_root(folder, stored)
+    return [*kept, *root, *mine, f"resume={hydra_quote(str(folder))}", "hydra.mode=RUN"]
+
+
+def resumed_outputs_root(folder: Path, stored: list[str]) -> list[str]:
+    """The outputs_root override a resumed run takes from the run it continues (`stored`,
+    its overrides): none when that run had the default (outputs/ of the working folder, as
+    for any run); else the root its folder sits in, absolute, so that the new run goes next
+    to it wherever the command runs (a relative outputs_root=X named X in another folder);
+    the stored value as it was given when the folder is not where cvlab puts runs."""
+    given = [override_value(o) for o in stored if override_key(o) == "outputs_root"]
+    if not given:
+        return []
+    root = outputs_root_of(folder)
+    return [f"outputs_root={hydra_quote(str(root) if root is not None else given[-1])}"]
+
+
+def outputs_root_of(folder: Path, command: str = "train") -> Path | None:
+    """The outputs root of a run folder made by cvlab: `<root>/<command>/<date>/<time>` or a
+    sweep job's `<root>/<command>/multirun/<date>/<time>/<job>`; None for a folder elsewhere
+    (hydra.run.dir=...)."""
+    parts = Path(folder).parts
+    if parts and parts[-1].isdigit() and parts[-5:-3] == (command, "multirun"):
+        root, date = parts[:-5], parts[-3]
+    elif parts[-3:-2] == (command,):
+        root, date = parts[:-3], parts[-2]
+    else:
+        return None
+    try:
+        datetime.date.fromisoformat(date)
+    except ValueError:
+        return None
+    return Path(*root) if root else None
 
 
 def sweep_overrides(folder: Path, overrides: list[str]) -> tuple[list[str], list[str]]:

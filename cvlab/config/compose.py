@@ -37,10 +37,9 @@ from omegaconf.errors import (
 )
 
 from cvlab.config.store import register_schemas
-from cvlab.config.typed import typed, without_hydra
+from cvlab.config.typed import typed, unknown_key_message, without_hydra
 from cvlab.errors import UserError
 from cvlab.paths import config_dir
-from cvlab.validation import ConfigError
 
 
 @dataclass
@@ -246,9 +245,10 @@ def _shortened(text: str, limit: int = 40) -> str:
 
 
 def _typed(command: str, cfg: DictConfig, job: str | None) -> Any:
+    """The typed config (cvlab.config.typed); its one-line error named after the job."""
     try:
         return typed(command, cfg)
-    except ConfigError as err:
+    except UserError as err:  # a value not allowed, or a key its schema does not have
         raise UserError(_job_prefix(job) + str(err)) from None
 
 
@@ -287,22 +287,7 @@ def _missing_option(err: MissingConfigException) -> str:
 
 
 def _unknown_key(err: OmegaConfBaseException) -> str:
-    full_key = str(err.full_key)
-    parent, _, name = full_key.rpartition(".")
-    fields = _fields(err.object_type)
-    guess = difflib.get_close_matches(name, fields, n=1)
-    prefix = f"{parent}." if parent else ""
-    hint = f" (did you mean {prefix}{guess[0]}?)" if guess else ""
-    where = f" in {parent}" if parent else ""
-    return f"unknown key {full_key!r}{hint}; valid keys{where}: {', '.join(fields)}"
-
-
-def _fields(object_type: Any) -> list[str]:
-    import dataclasses
-
-    if object_type is not None and dataclasses.is_dataclass(object_type):
-        return [f.name for f in dataclasses.fields(object_type)]
-    return []
+    return unknown_key_message(str(err.full_key), err.object_type)
 
 
 TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}

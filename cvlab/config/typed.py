@@ -2,15 +2,18 @@
 
     cfg = typed("train", composed)      # TrainConfig; ConfigError (one line) when not allowed
 
-Hydra has already typed the composition (the schemas are in its ConfigStore); here the range
-checks of the schemas run (their __post_init__), with the full key in the message, and for
-`cvlab train` the fields the chosen family or dataset does not use are refused when set: a
-value that would be ignored is a mistake worth one line, not a silent default.
+Hydra has already typed the composition (the schemas are in its ConfigStore); here a key its
+schema does not have is refused (Hydra lets `+key=value` and `++key=value` append one, and
+OmegaConf.to_object would set it as a stray attribute of the dataclass), the range checks of
+the schemas run (their __post_init__), with the full key in the message, and for `cvlab train`
+the fields the chosen family or dataset does not use are refused when set: a value that would
+be ignored is a mistake worth one line, not a silent default.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 from pathlib import Path
 from typing import Any
@@ -47,9 +50,15 @@ DATASET_FIELDS["auto"] = tuple(dict.fromkeys((*DATASET_FIELDS["synthetic"],
                                               *DATASET_FIELDS["coco"], *SHAPES_FIELDS)))
 
 
+class UnknownKeyError(UserError):
+    """A key that the schema of its section does not have; the message is one line with a
+    did-you-mean and the section's valid keys."""
+
+
 def typed(command: str, cfg: DictConfig) -> Any:
     """The composed config of `command` as its schema's dataclass, every check run."""
     cfg = without_hydra(cfg)
+    refuse_unknown_keys(cfg)
     try:
         result = OmegaConf.to_object(cfg)
     except ConfigError as err:
@@ -57,6 +66,37 @@ def typed(command: str, cfg: DictConfig) -> Any:
     if command == "train":
         check_train(result)
     return result
+
+
+def refuse_unknown_keys(node: Any, path: str = "") -> None:
+    """UnknownKeyError for the first key of `node` (or of a section below it) that its
+    section's dataclass schema does not have: a key Hydra appended (`+model.foo=1`,
+    `++model.weight_scal=1`, `+trainer.fast_dev_run=true`) is refused like a misspelled one.
+    Sections typed as plain dicts or Any take any key."""
+    if not isinstance(node, DictConfig) or node._is_none() or node._is_missing() \
+            or node._is_interpolation():
+        return
+    schema = OmegaConf.get_type(node)
+    known = {item.name for item in dataclasses.fields(schema)} \
+        if dataclasses.is_dataclass(schema) else None
+    for key, child in node.items_ex(resolve=False):
+        full_key = f"{path}.{key}" if path else str(key)
+        if known is not None and key not in known:
+            raise UnknownKeyError(unknown_key_message(full_key, schema))
+        refuse_unknown_keys(child, full_key)
+
+
+def unknown_key_message(full_key: str, schema: Any) -> str:
+    """`unknown key 'model.weight_scal' (did you mean model.weight_scale?); valid keys in
+    model: ...`: the key, the closest field of its section's schema and all of them."""
+    parent, _, name = full_key.rpartition(".")
+    fields = [item.name for item in dataclasses.fields(schema)] \
+        if schema is not None and dataclasses.is_dataclass(schema) else []
+    guess = difflib.get_close_matches(name, fields, n=1)
+    prefix = f"{parent}." if parent else ""
+    hint = f" (did you mean {prefix}{guess[0]}?)" if guess else ""
+    where = f" in {parent}" if parent else ""
+    return f"unknown key {full_key!r}{hint}; valid keys{where}: {', '.join(fields)}"
 
 
 def _in_section(cfg: DictConfig, err: ConfigError) -> ConfigError:

@@ -5,7 +5,11 @@ shape, dtype, byte size and CRC-32) plus one `<name>.npy` per array. Files are w
 atomically (temporary name, then rename) under a lock, so parallel runs never read a
 half-written cache. Every load checks the key and every file's size, header and CRC-32 (a
 file whose bytes rot while its size and mtime stay the same is caught too): a stale or
-corrupt entry is never used: load_or_build rebuilds it (and says why).
+corrupt entry is never used: load_or_build rebuilds it (and says why). A folder that cannot
+be locked or written (a full disk, a read-only folder) leaves the arrays uncached, and the
+entry says why (`Entry.cache_error`). The temporary files a process killed while saving left
+behind (`.<name>-<random>.tmp`) are removed when the cache is next loaded or built, by a
+process that holds the lock: no live process is writing them then.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from cvlab.records.files import atomic_write, atomic_write_text
 
 META = "meta.json"
 FORMAT = 2
+# The key of a dataset's info (RawData.info, Splits.info) that says why its decoded arrays are
+# not in the cache (Entry.cache_error); a run records it in its summary (load.cache_details).
+CACHE_ERROR = "cache_error"
 
 
 def fingerprint(files: Iterable[Path], base: Path | None = None) -> str:
@@ -99,19 +106,58 @@ def atomic_write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(data, indent=1))
 
 
+TEMPORARY_PATTERN = ".*.tmp"  # what records.files.atomic_file names a file while it writes
+
+
 @contextlib.contextmanager
-def locked(folder: Path) -> Iterator[None]:
-    """Exclusive lock on `folder` (a `.lock` file) while building its cache entry."""
+def locked(folder: Path) -> Iterator[bool]:
+    """Exclusive lock on `folder` (a `.lock` file) while building its cache entry; yields
+    whether the lock is held (False where there are no locks: not POSIX)."""
     folder.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:  # not POSIX: atomic renames still keep readers safe
-        yield
+        yield False
         return
     with open(folder / ".lock", "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def remove_temporaries(folder: Path) -> list[str]:
+    """Remove the temporary files of interrupted saves in `folder`; the caller holds its lock
+    (every save happens under it). The names removed (those that could be)."""
+    removed = []
+    for path in sorted(folder.glob(TEMPORARY_PATTERN)):
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path.name)
+    return removed
+
+
+def remove_stale_temporaries(folder: Path) -> list[str]:
+    """remove_temporaries when the folder's lock is free (taken without waiting: a process
+    that holds it may be writing them); nothing when it is held, or cannot be taken here."""
+    if not folder.is_dir() or not any(folder.glob(TEMPORARY_PATTERN)):
+        return []
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock tells a live writer's files from stale ones
+        return []
+    try:
+        handle = open(folder / ".lock", "a+")
+    except OSError:  # a folder this process cannot write: nothing it could remove either
+        return []
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held by a process that builds the entry now
+            return []
+        try:
+            return remove_temporaries(folder)
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -165,6 +211,15 @@ class Entry:
     built: bool = False
     save_error: OSError | None = None
 
+    @property
+    def cache_error(self) -> str | None:
+        """Why the built arrays are not in the cache (the OS error and its file), or None."""
+        err = self.save_error
+        if err is None:
+            return None
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror}{where}" if err.strerror else str(err)
+
 
 class ArrayCache:
     """One cache entry in `folder`: arrays keyed by name, valid for one `key`."""
@@ -206,22 +261,28 @@ class ArrayCache:
         """The entry for `key`: loaded when valid; else, under the folder's lock (checked again
         there: another process may have built it meanwhile), build(why) makes (arrays, extra
         metadata) and they are saved. `why` says why the cache was not used ('' when there was
-        none). A folder that cannot be locked or written leaves the built arrays uncached."""
+        none). A folder that cannot be locked or written leaves the built arrays uncached
+        (`save_error`). Temporary files of interrupted saves are removed on the way."""
         loaded = self.load(key)
         if loaded is not None:
+            remove_stale_temporaries(self.folder)
             return Entry(*loaded)
         try:
             lock: Any = locked(self.folder)
-            lock.__enter__()
-        except OSError:
-            lock = None
+            held = lock.__enter__()
+        except OSError as err:
+            lock, lock_error = None, err
         try:
+            if lock is not None and held:
+                remove_temporaries(self.folder)
             state, problem, loaded = self.verify(key)
             if loaded is not None:
                 return Entry(*loaded)
             why = {"stale": " (the source changed)",
                    "corrupt": f" (the cache was corrupt: {problem})"}.get(state, "")
             arrays, extra = build(why)
+            if lock is None:  # saved only under the lock: the rule remove_temporaries needs
+                return Entry(arrays, extra, built=True, save_error=lock_error)
             try:
                 meta = self.save(key, arrays, **extra)
             except OSError as err:

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from cvlab.data import cifar10_formats as formats
-from cvlab.data.cache import ArrayCache, Loaded, cache_dir_for, fingerprint, tree_fingerprint
+from cvlab.data.cache import (
+    CACHE_ERROR,
+    ArrayCache,
+    Loaded,
+    cache_dir_for,
+    fingerprint,
+    tree_fingerprint,
+)
 from cvlab.data.fetching import move_into_place, staging_folder
 from cvlab.data.raw import RawData
 from cvlab.errors import UserError
@@ -142,9 +149,11 @@ def load_arrays(root: str | os.PathLike | None = None, download: bool = False,
             raise not_found(folder)
     cache = cache_for(folder)
     entry = cache.load_or_build(source_key(source), lambda why: _decode(source, why, announce))
-    if entry.save_error is not None:
-        announce(f"dataset: could not write the cache in {cache.folder} ({entry.save_error}); "
-                 "using the decoded arrays without caching")
+    info = {"cache": str(cache.folder), "format": source.kind}
+    if entry.cache_error is not None:  # a full disk, a read-only cache folder
+        announce(f"dataset: could not write the cache in {cache.folder} ({entry.cache_error}); "
+                 "using the decoded arrays uncached: every run decodes them again")
+        info.update({"cache": "not written", CACHE_ERROR: entry.cache_error})
     elif entry.built:
         announce(f"dataset: decoded {len(entry.arrays['y_train'])} + "
                  f"{len(entry.arrays['y_test'])} images in {entry.meta['decode_s']:.1f} s; "
@@ -152,8 +161,7 @@ def load_arrays(root: str | os.PathLike | None = None, download: bool = False,
     arrays, meta = entry.arrays, entry.meta
     return RawData(arrays["X_train"], arrays["y_train"], arrays["X_test"], arrays["y_test"],
                    class_names=list(meta["class_names"]), source=source.describe(),
-                   test_is_sorted=bool(meta["test_is_sorted"]),
-                   info={"cache": str(cache.folder), "format": source.kind})
+                   test_is_sorted=bool(meta["test_is_sorted"]), info=info)
 
 
 def _decode(source: Source, why: str, announce: Announce) -> Loaded:

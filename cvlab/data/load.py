@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cvlab.data import cifar10, synthetic
-from cvlab.data.cache import ArrayCache, Loaded
+from cvlab.data.cache import CACHE_ERROR, ArrayCache, Loaded
 from cvlab.data.constants import AUTO, IMAGE_DATASETS
 from cvlab.data.raw import RawData
 from cvlab.data.splits import Splits, make_splits
@@ -19,6 +19,13 @@ Announce = Callable[[str], None]
 
 # Smaller synthetic sets are generated on every load (well under a second) instead of cached.
 SYNTHETIC_CACHE_MIN_IMAGES = 10_000
+
+
+def cache_details(info: dict[str, Any]) -> dict[str, str]:
+    """What a run's summary.json records about its dataset's cache (its `details`):
+    `dataset_cache_error` when the cache could not be written, else nothing."""
+    error = info.get(CACHE_ERROR)
+    return {"dataset_cache_error": str(error)} if error else {}
 
 
 def load_splits(cfg: Any, announce: Announce = print) -> Splits:
@@ -90,8 +97,10 @@ def load_synthetic_arrays(num_train: int, num_test: int, seed: int,
 
     entry = ArrayCache(folder).load_or_build(synthetic_key(num_train, num_test, seed), generate)
     info: dict[str, Any] = {"cache": str(folder)}
-    if entry.save_error is not None:  # cache home not writable: generated on every load
-        info = {"cache": "not writable"}
+    if entry.cache_error is not None:  # a full disk, a read-only cache home: generated each load
+        announce(f"dataset: could not write the cache in {folder} ({entry.cache_error}); "
+                 "using the generated set uncached: every run generates it again")
+        info = {"cache": "not written", CACHE_ERROR: entry.cache_error}
     elif entry.built:
         seconds = entry.meta["generated_s"]
         announce(f"dataset: generated the synthetic set in {seconds:.1f} s; cached in {folder}")

@@ -40,6 +40,7 @@ class Prepared:
     dataset_source: str | None = None  # where it was read from
     device: str | None = None  # where it runs, as the summary records it
     settings: dict[str, Any] = field(default_factory=dict)  # more values runs are grouped by
+    details: dict[str, Any] = field(default_factory=dict)  # summary.json's details (a cache error)
     context: contextlib.AbstractContextManager = field(default_factory=contextlib.nullcontext)
 
 

@@ -50,9 +50,11 @@ class NumpyFamily(Family):
         task; the images in the model's dtype where its schema has one, else float64."""
         import numpy as np
 
+        from cvlab.data.load import cache_details
         from cvlab.layers import threads
         from cvlab.layers.fast import announce_fallback
         from cvlab.train.solver import Solver, SolverTask
+        from cvlab.train.task import untrained_softmax_loss
 
         announce_fallback(announce)
         np.random.seed(cfg.seed)
@@ -67,9 +69,12 @@ class NumpyFamily(Family):
             num_train_samples=cfg.train_eval_samples, num_val_samples=cfg.val_eval_samples,
             print_every=cfg.print_every, rng=rng,
         )
-        return Prepared(task=SolverTask(solver), dataset=splits.name,
+        task = SolverTask(solver)  # the course's Solver knows no untrained loss; the family does
+        task.untrained_loss = untrained_softmax_loss(splits.num_classes)
+        return Prepared(task=task, dataset=splits.name,
                         dataset_source=splits.source, device="cpu (numpy)",
                         settings={"num_train": int(data["X_train"].shape[0])},
+                        details=cache_details(splits.info),
                         context=threads.use_threads(cfg.device.threads))
 
 

@@ -64,6 +64,7 @@ class TorchFamily(Family):
         import torch
 
         from cvlab.data import load_splits
+        from cvlab.data.load import cache_details
         from cvlab.train.augment import normalize
         from cvlab.train.device import (
             device_name,
@@ -71,6 +72,7 @@ class TorchFamily(Family):
             set_torch_threads,
             use_deterministic,
         )
+        from cvlab.train.task import untrained_softmax_loss
         from cvlab.train.torch_task import DTYPES, DeviceData, TorchRunTask, hooks_of, warm_up
 
         set_torch_threads(cfg.device.threads)
@@ -93,10 +95,12 @@ class TorchFamily(Family):
                 normalize(data.X_train[:5000], data.mean, data.std, torch.float32))
         announce(f"model {model.type}: {sum(p.numel() for p in net.parameters())} parameters")
         task = TorchRunTask(net, data, recipe, device)
+        task.untrained_loss = untrained_softmax_loss(splits.num_classes)
         if device.type == "cuda":
             warm_up(task)
         return Prepared(task=task, dataset=splits.name, dataset_source=splits.source,
-                        device=device_name(device), settings={"num_train": len(splits.y_train)})
+                        device=device_name(device), settings={"num_train": len(splits.y_train)},
+                        details=cache_details(splits.info))
 
 
 def recipe_of(cfg: TrainConfig, options: TorchOptions, device: Any) -> Any:

@@ -42,7 +42,8 @@ KEY_NUMBERS_NOTE = (
     "run's last updates: half the run, at most 100 (the course's mean of the last 100 "
     "iterations of its 200-iteration sweep runs). Accuracies and BLEU are the best seen at "
     "any evaluation. A run is *diverged* when its loss became non-finite or exceeded 1000 "
-    "times its first loss; it stopped there. A run *stopped* (without a final status) was "
+    "times the smaller of its first loss and an untrained model's (ln C for C classes); it "
+    "stopped there. A run *stopped* (without a final status) was "
     "killed before it could record how it ended: its summary still said running, and its "
     "process is gone."
 )

@@ -124,6 +124,7 @@ def _train(cfg: TrainConfig, spec: ModelSpec, model: ModelConfig, run_dir: Path,
     summary.dataset, summary.dataset_source = prepared.dataset, prepared.dataset_source
     summary.device = prepared.device
     summary.settings.update(prepared.settings)
+    summary.details.update(prepared.details)
     source = Path(cfg.resume).expanduser() if cfg.resume else None
     resumed = resume_into(task, cfg, source) if source is not None else None
     summary.resumed_from = str(source) if source is not None else None

@@ -14,8 +14,16 @@ state and the loop's own, cvlab.records.state) at each epoch end, and turns SIGI
 into status `interrupted` with the last checkpoint intact.
 
 Divergence rule: a run stops as `diverged` when a training loss is not finite, or exceeds
-DIVERGENCE_FACTOR times the loss of its first update (a run whose loss grows a thousandfold is
-not going to learn; its weights have blown up).
+DIVERGENCE_FACTOR times the smaller of two losses: the loss of its first update, and the loss
+of a model that knows nothing (`task.untrained_loss`: ln C for a C-class softmax classifier;
+a task that does not know it leaves it None and only the first loss counts). A run whose loss
+grows a thousandfold is not going to learn: its weights have blown up. The untrained loss also
+judges the first update itself: a mean loss above 1000 x ln 10 = 2303 for a 10-class
+classifier gives the right class a probability of about e^-2303 (geometric mean): its scores
+have blown up as surely as those of a run whose loss grew, and such runs stay at chance (the
+baseline runs at the largest scales of sweep=weight_scale), so a run that starts there
+(model=fc model.weight_scale=1e9: a first loss of ~1e32) is `diverged` at its first update,
+not `completed`.
 """
 
 from __future__ import annotations
@@ -162,8 +170,7 @@ class _Loop:
                 self.say(f"(Iteration {iteration} / {self.total}) loss: {loss:f}", True)
             if self.options.stop_on_divergence and self.diverging(loss):
                 self.say(f"loss is {loss:g} at iteration {iteration}: the run diverged "
-                         f"(non-finite, or above {self.options.divergence_factor:g} x the first "
-                         "loss); stopping")
+                         f"({self.describe_rule()}); stopping")
                 self.pending.clear()
                 return rows, True
         self.pending.clear()
@@ -182,9 +189,31 @@ class _Loop:
                 sink.log(row)
 
     def diverging(self, loss: float) -> bool:
-        first = self.result.first_loss
-        return not math.isfinite(loss) or (
-            first is not None and first > 0 and loss > self.options.divergence_factor * first)
+        """Whether `loss` breaks the divergence rule (see the module docstring)."""
+        limit = self.loss_limit()
+        return not math.isfinite(loss) or (limit is not None and loss > limit)
+
+    def limit_basis(self) -> tuple[float, str] | None:
+        """The loss the divergence limit is a multiple of, and its name: the smaller of the
+        first loss and the task's untrained loss (those known and > 0); None: no limit."""
+        known = [(value, name) for value, name in
+                 ((self.result.first_loss, "the first loss"),
+                  (self.task.untrained_loss, "an untrained model's loss"))
+                 if value is not None and math.isfinite(value) and value > 0]
+        return min(known) if known else None
+
+    def loss_limit(self) -> float | None:
+        """The loss above which the run has diverged (None: only a non-finite loss is)."""
+        basis = self.limit_basis()
+        return None if basis is None else self.options.divergence_factor * basis[0]
+
+    def describe_rule(self) -> str:
+        """`non-finite, or above 2303 = 1000 x an untrained model's loss`: the rule, in words."""
+        basis = self.limit_basis()
+        if basis is None:
+            return "non-finite"
+        return f"non-finite, or above {self.options.divergence_factor * basis[0]:.4g} = " \
+               f"{self.options.divergence_factor:g} x {basis[1]}"
 
     def evaluate(self) -> dict[str, float]:
         metrics = self.task.evaluate()

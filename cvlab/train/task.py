@@ -11,6 +11,7 @@ Members marked "default" are optional: a task class that subclasses Task inherit
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,6 +19,12 @@ from typing import Any, Protocol
 # form cvlab.records.state stores: the numpy models' {"params": ..., "buffers": ...}, a torch
 # state dict, the captioner's params.
 Weights = dict[str, Any]
+
+
+def untrained_softmax_loss(num_classes: int) -> float | None:
+    """ln C: the cross-entropy of a C-class classifier that gives every class the same
+    probability (what a model that knows nothing scores); None for fewer than two classes."""
+    return math.log(num_classes) if num_classes >= 2 else None
 
 
 class Task(Protocol):
@@ -39,6 +46,11 @@ class Task(Protocol):
     flush_every             default 1: updates whose losses may be read together (a GPU task
                             reads them in batches, so that the device is not synchronized each
                             step)
+    untrained_loss          default None: the loss of a model that knows nothing (ln C for a
+                            C-class softmax classifier: untrained_softmax_loss); the divergence
+                            rule stops a run whose loss exceeds 1000 x the smaller of it and the
+                            first loss (cvlab.train.core). None: the rule uses the first loss
+                            only
     """
 
     iteration: int
@@ -53,6 +65,7 @@ class Task(Protocol):
     best_of: tuple[str, ...] = ()
     final_prefix: str = "final_"
     flush_every: int = 1
+    untrained_loss: float | None = None
 
     def step(self) -> Any:
         """One update; its loss (a float, or a value to_floats reads)."""
