@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cvlab.config.commands import DataConfig
 from cvlab.data import cifar10, coco, shapes_captions, synthetic
 from cvlab.data.cache import ArrayCache
 from cvlab.data.constants import AUTO, CAPTION_DATASETS
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 INFO_MODULES = (coco, shapes_captions)
 
 
-def main(cfg: Any, run_dir: Path, overrides: list[str] | None = None) -> int:
+def main(cfg: DataConfig, run_dir: Path, overrides: list[str] | None = None) -> int:
     """Run `cvlab data <action>` with a validated DataConfig (it produces no run folder:
     `info` prints, `fetch` writes into the data root)."""
     if cfg.action == "info":

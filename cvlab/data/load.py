@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cvlab.data import cifar10, synthetic
 from cvlab.data.cache import CACHE_ERROR, ArrayCache, Loaded
@@ -14,6 +14,9 @@ from cvlab.data.raw import RawData
 from cvlab.data.splits import Splits, make_splits
 from cvlab.errors import UserError
 from cvlab.paths import cache_home
+
+if TYPE_CHECKING:  # the schema sits one floor up; the loader reads its fields
+    from cvlab.config.train import DatasetConfig
 
 Announce = Callable[[str], None]
 
@@ -28,7 +31,7 @@ def cache_details(info: dict[str, Any]) -> dict[str, str]:
     return {"dataset_cache_error": str(error)} if error else {}
 
 
-def load_splits(cfg: Any, announce: Announce = print) -> Splits:
+def load_splits(cfg: DatasetConfig, announce: Announce = print) -> Splits:
     """Load the dataset of `cfg` (a DatasetConfig) and cut its splits.
 
     cfg.name "auto": CIFAR-10 when found locally, else the synthetic set (said in one line

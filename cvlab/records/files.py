@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 from cvlab.errors import UserError
 
 CONFIG_NAME = "config.yaml"
@@ -107,7 +109,7 @@ def to_json(value: Any) -> str:
 
 
 def _clean(value: Any) -> Any:
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+    if isinstance(value, (np.generic, np.ndarray)) and np.ndim(value) == 0:
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cvlab.records.files import METRICS_NAME, atomic_file
 
 BASE_COLUMNS = ("iteration", "epoch", "loss")
@@ -88,7 +90,7 @@ def _carried_rows(folder: Path, columns: list[str], up_to: int | None) -> list[d
 def _format(value: Any) -> Any:
     if value is None:
         return ""
-    if hasattr(value, "item") and callable(value.item):
+    if isinstance(value, (np.generic, np.ndarray)) and np.ndim(value) == 0:
         value = value.item()
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else str(value)
