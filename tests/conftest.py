@@ -268,3 +268,42 @@ def one_line(stderr: str) -> str:
     assert len(lines) == 1, stderr
     assert "Traceback" not in stderr
     return lines[0]
+
+
+# ---- plug-ins written by a test: model types and families from folders of their own --------
+
+
+@pytest.fixture
+def plug_in(tmp_path, monkeypatch):
+    """`plug_in(modules, options)` writes plug-in modules ({("models" | "families", name):
+    source}) and model options ({option: YAML}) into tmp_path, where cvlab finds them as its
+    own (the packages' search path, Hydra's search path); returns the overrides that point
+    Hydra at the options. The model registry is copied and looked through again, and the
+    modules are forgotten afterwards."""
+    import textwrap
+
+    import cvlab.families
+    import cvlab.models
+    from cvlab.models import registry
+
+    registry.model_types()  # the built-in types, registered before the registry is copied
+    written: list[str] = []
+
+    def write(modules: dict, options: dict) -> list[str]:
+        for (package, name), source in modules.items():
+            (tmp_path / package).mkdir(exist_ok=True)
+            (tmp_path / package / f"{name}.py").write_text(textwrap.dedent(source))
+            owner = {"models": cvlab.models, "families": cvlab.families}[package]
+            if str(tmp_path / package) not in owner.__path__:
+                monkeypatch.setattr(owner, "__path__", [*owner.__path__, str(tmp_path / package)])
+            written.append(f"cvlab.{package}.{name}")
+        (tmp_path / "configs" / "model").mkdir(parents=True, exist_ok=True)
+        for option, text in options.items():
+            (tmp_path / "configs" / "model" / f"{option}.yaml").write_text(text)
+        monkeypatch.setattr(registry, "_SPECS", dict(registry._SPECS))
+        monkeypatch.setattr(registry, "_loaded", False)  # look for model modules again
+        return [f"hydra.searchpath=[file://{tmp_path / 'configs'}]"]
+
+    yield write
+    for module in written:
+        sys.modules.pop(module, None)

@@ -6,15 +6,10 @@ built-in families, and the config layer applies its declared rules."""
 from __future__ import annotations
 
 import json
-import sys
-import textwrap
 
 import pytest
 from conftest import TINY_DATA
 
-import cvlab.families
-import cvlab.models
-from cvlab.models import registry
 from cvlab.records.reader import RunFolder
 
 FAMILY = '''
@@ -133,25 +128,12 @@ RUN = ["model=linear_softmax", *TINY_DATA, "optimizer=sgd", "optimizer.learning_
 
 
 @pytest.fixture
-def new_family(tmp_path, monkeypatch):
-    """The family's module and the model type's module and YAML in tmp_path, found as
-    cvlab.families's and cvlab.models's own."""
-    registry.model_types()  # the built-in types, registered before the registry is copied
-    for folder, name, text in (("families", "gradient_descent", FAMILY),
-                               ("models", "linear_softmax", MODEL)):
-        (tmp_path / folder).mkdir()
-        (tmp_path / folder / f"{name}.py").write_text(textwrap.dedent(text))
-    (tmp_path / "configs" / "model").mkdir(parents=True)
-    (tmp_path / "configs" / "model" / "linear_softmax.yaml").write_text(YAML)
-    monkeypatch.setattr(cvlab.families, "__path__", [*cvlab.families.__path__,
-                                                      str(tmp_path / "families")])
-    monkeypatch.setattr(cvlab.models, "__path__", [*cvlab.models.__path__,
-                                                    str(tmp_path / "models")])
-    monkeypatch.setattr(registry, "_SPECS", dict(registry._SPECS))
-    monkeypatch.setattr(registry, "_loaded", False)
-    yield [f"hydra.searchpath=[file://{tmp_path / 'configs'}]", "launcher=basic"]
-    for module in ("cvlab.models.linear_softmax", "cvlab.families.gradient_descent"):
-        sys.modules.pop(module, None)
+def new_family(plug_in):
+    """The family's module, and the model type's module and YAML, found as cvlab.families's
+    and cvlab.models's own."""
+    return [*plug_in({("families", "gradient_descent"): FAMILY,
+                      ("models", "linear_softmax"): MODEL}, {"linear_softmax": YAML}),
+            "launcher=basic"]
 
 
 def test_a_new_family_trains_resumes_evaluates_and_plots(cvlab, tmp_path, new_family):

@@ -4,15 +4,10 @@ its own, it trains, plots, evaluates and resumes through `cvlab` like the built-
 from __future__ import annotations
 
 import json
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 from conftest import TINY_DATA
-
-import cvlab.models
-from cvlab.models import registry
 
 MODULE = '''
 """Softmax regression on the flattened image, as a numpy model."""
@@ -65,20 +60,10 @@ TINY = [*TINY_DATA, "epochs=2", "batch_size=25", "progress=false"]
 
 
 @pytest.fixture
-def new_model(tmp_path, monkeypatch):
-    """The two files of a new model in tmp_path; its module found as cvlab.models's own (as a
-    file in cvlab/models/ would be), its YAML through Hydra's search path."""
-    registry.model_types()  # the built-in types, registered before the registry is copied
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "softmax_regression.py").write_text(textwrap.dedent(MODULE))
-    (tmp_path / "configs" / "model").mkdir(parents=True)
-    (tmp_path / "configs" / "model" / "softmax.yaml").write_text(YAML)
-    monkeypatch.setattr(cvlab.models, "__path__", [*cvlab.models.__path__,
-                                                    str(tmp_path / "models")])
-    monkeypatch.setattr(registry, "_SPECS", dict(registry._SPECS))
-    monkeypatch.setattr(registry, "_loaded", False)  # look for model modules again
-    yield [f"hydra.searchpath=[file://{tmp_path / 'configs'}]"]
-    sys.modules.pop("cvlab.models.softmax_regression", None)
+def new_model(plug_in):
+    """The two files of a new model: its module (found as cvlab.models's own, as a file in
+    cvlab/models/ would be) and its YAML option (through Hydra's search path)."""
+    return plug_in({("models", "softmax_regression"): MODULE}, {"softmax": YAML})
 
 
 def test_a_new_model_trains_plots_evaluates_and_resumes(cvlab, tmp_path, new_model):
@@ -155,19 +140,10 @@ SPEC = register(ModelSpec(name="centered_softmax", family=NUMPY,
 
 
 @pytest.fixture
-def buffered_model(tmp_path, monkeypatch):
-    registry.model_types()
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "centered_softmax.py").write_text(textwrap.dedent(BUFFERED))
-    (tmp_path / "configs" / "model").mkdir(parents=True)
-    (tmp_path / "configs" / "model" / "centered.yaml").write_text(
-        "defaults:\n  - centered_softmax_schema\n  - _self_\n")
-    monkeypatch.setattr(cvlab.models, "__path__", [*cvlab.models.__path__,
-                                                    str(tmp_path / "models")])
-    monkeypatch.setattr(registry, "_SPECS", dict(registry._SPECS))
-    monkeypatch.setattr(registry, "_loaded", False)
-    yield [f"hydra.searchpath=[file://{tmp_path / 'configs'}]", "launcher=basic"]
-    sys.modules.pop("cvlab.models.centered_softmax", None)
+def buffered_model(plug_in):
+    return [*plug_in({("models", "centered_softmax"): BUFFERED},
+                     {"centered": "defaults:\n  - centered_softmax_schema\n  - _self_\n"}),
+            "launcher=basic"]
 
 
 def test_a_model_with_a_buffer_resumes_bit_identically(cvlab, tmp_path, buffered_model):

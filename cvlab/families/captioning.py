@@ -46,17 +46,9 @@ class CaptioningFamily(Family):
         from cvlab.data.coco import load_coco_data
         from cvlab.train.caption_eval import Evaluator
         from cvlab.train.caption_solver import CaptioningSolver, CaptioningTask, Evaluation
-        from cvlab.train.device import (
-            device_name,
-            resolve_device,
-            set_torch_threads,
-            use_deterministic,
-        )
+        from cvlab.train.device import device_name, open_device
 
-        set_torch_threads(cfg.device.threads)
-        device, line = resolve_device(cfg.device.name)
-        announce(line)
-        use_deterministic(cfg.device.deterministic, device)
+        device = open_device(cfg.device, announce)
         dataset, base_dir = resolve_dataset(cfg.dataset)
         data = load_coco_data(base_dir, max_train=cfg.dataset.max_train,
                               pca_features=cfg.dataset.pca_features,

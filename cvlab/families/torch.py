@@ -66,22 +66,11 @@ class TorchFamily(Family):
         from cvlab.data import load_splits
         from cvlab.data.load import cache_details
         from cvlab.train.augment import normalize
-        from cvlab.train.device import (
-            device_name,
-            resolve_device,
-            set_torch_threads,
-            use_deterministic,
-        )
+        from cvlab.train.device import device_name, open_device
         from cvlab.train.task import untrained_softmax_loss
         from cvlab.train.torch_task import DTYPES, DeviceData, TorchRunTask, hooks_of, warm_up
 
-        set_torch_threads(cfg.device.threads)
-        device, line = resolve_device(cfg.device.name)
-        announce(line)
-        use_deterministic(cfg.device.deterministic, device)
-        if device.type == "cuda":
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+        device = open_device(cfg.device, announce)
         splits = load_splits(cfg.dataset, announce=announce)
         data = DeviceData.from_splits(splits, device)
         options = TorchOptions.of(model)

@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from cvlab.config.train import DeviceConfig
 from cvlab.errors import UserError
 
 
@@ -61,6 +63,22 @@ def use_deterministic(on: bool, device: Any) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not on
         torch.backends.cudnn.deterministic = on
+
+
+def open_device(device_cfg: DeviceConfig, announce: Callable[[str], None]) -> Any:
+    """The torch.device a run trains on, set up as `device_cfg` asks: the CPU threads, the
+    device (said in one line through `announce`), deterministic algorithms or the fastest
+    (TF32 matrix products on CUDA)."""
+    import torch
+
+    set_torch_threads(device_cfg.threads)
+    device, line = resolve_device(device_cfg.name)
+    announce(line)
+    use_deterministic(device_cfg.deterministic, device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
 
 
 def set_torch_threads(threads: int | None) -> None:
