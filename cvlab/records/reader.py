@@ -30,6 +30,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from cvlab.records.files import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
@@ -43,6 +45,8 @@ from cvlab.records.processes import process_alive
 from cvlab.records.state import MAX_DEPTH, WEIGHTS_KIND, check_state, load_state
 from cvlab.records.summary import METRIC_KEYS, RunSummary
 
+# YAML's safe loader (no object is ever built from a tag), in C where libyaml is there
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")  # a family or model type as cvlab names them
 
 
@@ -76,11 +80,9 @@ class RunFolder:
     def config(self) -> dict[str, Any]:
         """config.yaml as nested dicts; RecordError when it is missing, not YAML, not a mapping
         of string keys, or asks for an object to be instantiated (`_target_`)."""
-        import yaml
-
         path = self.path / CONFIG_NAME
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.load(path.read_text(), Loader=SAFE_LOADER)
         except FileNotFoundError:
             raise RecordError(f"{path} does not exist") from None
         except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:
