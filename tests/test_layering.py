@@ -42,6 +42,8 @@ FLOORS = (  # (floor, module name or prefix ending in "."), the longest match wi
     (7, "cvlab.commands"), (7, "cvlab.commands."), (7, "cvlab.plot"), (7, "cvlab.plot."),
     (7, "cvlab.checks"), (7, "cvlab.checks."), (7, "cvlab.bench"), (7, "cvlab.bench."),
     (7, "cvlab.reproduce"), (7, "cvlab.reproduce."),
+    (7, "cvlab.impl"), (7, "cvlab.impl."), (0, "cvlab.impl.wire"), (0, "cvlab.impl.course"),
+    (0, "cvlab.impl.child"),
     (8, "cvlab.cli"), (8, "cvlab.cli."), (8, "cvlab.__main__"),
 )
 

@@ -19,16 +19,21 @@ h^2 |f3| / 6, inputs and upstream gradients of order 1), whatever the size of th
   gradient is not far below the rounding of f (`_scale_and_shift`).
 - A bias followed by batchnorm has a gradient of exactly zero: its row bounds max |numeric|
   by 100x the rounding of the centered difference (cvlab.checks.zero_gradient_tolerance).
+
+Every check takes the layers it checks as `L` (default: cvlab.layers, looked up at call time);
+`cvlab gradcheck impl=<folder>` passes stand-ins of a student's functions (cvlab.impl.remote),
+so their backward passes are judged by the same inputs, error model and bounds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
-from cvlab import layers as L
+from cvlab import layers as cvlab_layers
 from cvlab.checks import (
     ANALYTIC_TOLERANCE,
     ELEMENTWISE_TOLERANCE,
@@ -80,6 +85,9 @@ def _numeric(forward: Callable[..., Array], inputs: dict[str, Array], dout: Arra
     return rows
 
 
+numeric_rows = _numeric  # the same rows for other inputs (cvlab.impl: a student's functions)
+
+
 def _away_from_kinks(rng: np.random.RandomState, *shape: int) -> Array:
     """Standard normal values, all distinct and each moved >= 1e-3 away from zero and (after
     sorting) from its neighbours, so that no step of h = 1e-5 reaches a kink of relu or max."""
@@ -99,7 +107,8 @@ def _scale_and_shift(rng: np.random.RandomState, size: int) -> tuple[Array, Arra
 
 
 @register("affine")
-def check_affine(rng: np.random.RandomState) -> list[CheckRow]:
+def check_affine(rng: np.random.RandomState, L: Any = None) -> list[CheckRow]:
+    L = cvlab_layers if L is None else L
     x, w, b = rng.randn(10, 2, 3), rng.randn(6, 5), rng.randn(5)
     out, cache = L.affine_forward(x, w, b)
     dout = rng.randn(*out.shape)
@@ -109,7 +118,8 @@ def check_affine(rng: np.random.RandomState) -> list[CheckRow]:
 
 
 @register("relu")
-def check_relu(rng: np.random.RandomState) -> list[CheckRow]:
+def check_relu(rng: np.random.RandomState, L: Any = None) -> list[CheckRow]:
+    L = cvlab_layers if L is None else L
     x = _away_from_kinks(rng, 10, 10)
     out, cache = L.relu_forward(x)
     dout = rng.randn(*out.shape)
@@ -134,16 +144,20 @@ def _loss_check(loss_fn: Callable, rng: np.random.RandomState) -> list[CheckRow]
 
 
 @register("softmax")
-def check_softmax(rng: np.random.RandomState) -> list[CheckRow]:
+def check_softmax(rng: np.random.RandomState, L: Any = None) -> list[CheckRow]:
+    L = cvlab_layers if L is None else L
     return _loss_check(L.softmax_loss, rng)
 
 
 @register("svm")
-def check_svm(rng: np.random.RandomState) -> list[CheckRow]:
+def check_svm(rng: np.random.RandomState, L: Any = None) -> list[CheckRow]:
+    L = cvlab_layers if L is None else L
     return _loss_check(L.svm_loss, rng)
 
 
-def _batchnorm_rows(rng: np.random.RandomState, backward: Callable) -> list[CheckRow]:
+def _batchnorm_rows(rng: np.random.RandomState, backward: Callable,
+                    L: Any = None) -> list[CheckRow]:
+    L = cvlab_layers if L is None else L
     N, D = 4, 5
     x = 5 * rng.randn(N, D) + 12
     gamma, beta = rng.randn(D), rng.randn(D)
@@ -159,13 +173,15 @@ def _batchnorm_rows(rng: np.random.RandomState, backward: Callable) -> list[Chec
 
 
 @register("batchnorm")
-def check_batchnorm(rng: np.random.RandomState) -> list[CheckRow]:
-    return _batchnorm_rows(rng, L.batchnorm_backward)
+def check_batchnorm(rng: np.random.RandomState, L: Any = None) -> list[CheckRow]:
+    L = cvlab_layers if L is None else L
+    return _batchnorm_rows(rng, L.batchnorm_backward, L)
 
 
 @register("batchnorm_alt")
-def check_batchnorm_alt(rng: np.random.RandomState) -> list[CheckRow]:
-    rows = _batchnorm_rows(rng, L.batchnorm_backward_alt)
+def check_batchnorm_alt(rng: np.random.RandomState, L: Any = None) -> list[CheckRow]:
+    L = cvlab_layers if L is None else L
+    rows = _batchnorm_rows(rng, L.batchnorm_backward_alt, L)
     x, gamma, beta = rng.randn(100, 500), rng.randn(500), rng.randn(500)
     dout = rng.randn(100, 500)
     _, cache = L.batchnorm_forward(x, gamma, beta, {"mode": "train"})
@@ -177,7 +193,8 @@ def check_batchnorm_alt(rng: np.random.RandomState) -> list[CheckRow]:
 
 
 @register("layernorm")
-def check_layernorm(rng: np.random.RandomState) -> list[CheckRow]:
+def check_layernorm(rng: np.random.RandomState, L: Any = None) -> list[CheckRow]:
+    L = cvlab_layers if L is None else L
     N, D = 4, 5
     x = 5 * rng.randn(N, D) + 12
     gamma, beta = rng.randn(D), rng.randn(D)
@@ -193,7 +210,8 @@ def check_layernorm(rng: np.random.RandomState) -> list[CheckRow]:
 
 
 @register("dropout")
-def check_dropout(rng: np.random.RandomState) -> list[CheckRow]:
+def check_dropout(rng: np.random.RandomState, L: Any = None) -> list[CheckRow]:
+    L = cvlab_layers if L is None else L
     x = rng.randn(10, 10) + 10
     dout = rng.randn(*x.shape)
     param = {"mode": "train", "p": 0.2, "seed": 123}
@@ -219,12 +237,14 @@ def _conv_rows(rng: np.random.RandomState, forward: Callable,
 
 
 @register("conv")
-def check_conv(rng: np.random.RandomState) -> list[CheckRow]:
+def check_conv(rng: np.random.RandomState, L: Any = None) -> list[CheckRow]:
+    L = cvlab_layers if L is None else L
     return _conv_rows(rng, L.conv_forward_naive, L.conv_backward_naive)
 
 
 @register("conv_fast")
-def check_conv_fast(rng: np.random.RandomState) -> list[CheckRow]:
+def check_conv_fast(rng: np.random.RandomState, L: Any = None) -> list[CheckRow]:
+    L = cvlab_layers if L is None else L
     rows = _conv_rows(rng, L.conv_forward_fast, L.conv_backward_fast)
     # Fast vs naive on the course's comparison shape (stride 2, pad 1).
     x, w, b = rng.randn(10, 3, 31, 31), rng.randn(25, 3, 3, 3), rng.randn(25)
@@ -252,12 +272,14 @@ def _pool_rows(rng: np.random.RandomState, forward: Callable,
 
 
 @register("maxpool")
-def check_maxpool(rng: np.random.RandomState) -> list[CheckRow]:
+def check_maxpool(rng: np.random.RandomState, L: Any = None) -> list[CheckRow]:
+    L = cvlab_layers if L is None else L
     return _pool_rows(rng, L.max_pool_forward_naive, L.max_pool_backward_naive)
 
 
 @register("maxpool_fast")
-def check_maxpool_fast(rng: np.random.RandomState) -> list[CheckRow]:
+def check_maxpool_fast(rng: np.random.RandomState, L: Any = None) -> list[CheckRow]:
+    L = cvlab_layers if L is None else L
     rows = _pool_rows(rng, L.max_pool_forward_fast, L.max_pool_backward_fast)
     x = rng.randn(20, 3, 17, 15)  # overlapping 3x3 windows with stride 2, not tiling
     pool_param = {"pool_height": 3, "pool_width": 3, "stride": 2}
@@ -272,7 +294,8 @@ def check_maxpool_fast(rng: np.random.RandomState) -> list[CheckRow]:
 
 
 @register("spatial_batchnorm")
-def check_spatial_batchnorm(rng: np.random.RandomState) -> list[CheckRow]:
+def check_spatial_batchnorm(rng: np.random.RandomState, L: Any = None) -> list[CheckRow]:
+    L = cvlab_layers if L is None else L
     N, C, H, W = 2, 3, 4, 5
     x = 5 * rng.randn(N, C, H, W) + 12
     gamma, beta = rng.randn(C), rng.randn(C)
@@ -288,7 +311,8 @@ def check_spatial_batchnorm(rng: np.random.RandomState) -> list[CheckRow]:
 
 
 @register("spatial_groupnorm")
-def check_spatial_groupnorm(rng: np.random.RandomState) -> list[CheckRow]:
+def check_spatial_groupnorm(rng: np.random.RandomState, L: Any = None) -> list[CheckRow]:
+    L = cvlab_layers if L is None else L
     N, C, H, W, G = 2, 6, 4, 5, 2
     x = 5 * rng.randn(N, C, H, W) + 12
     gamma, beta = rng.randn(1, C, 1, 1), rng.randn(1, C, 1, 1)
@@ -304,7 +328,8 @@ def check_spatial_groupnorm(rng: np.random.RandomState) -> list[CheckRow]:
 
 
 @register("affine_relu")
-def check_affine_relu(rng: np.random.RandomState) -> list[CheckRow]:
+def check_affine_relu(rng: np.random.RandomState, L: Any = None) -> list[CheckRow]:
+    L = cvlab_layers if L is None else L
     x, w, b = rng.randn(2, 3, 4), rng.randn(12, 10), rng.randn(10)
     out, cache = L.affine_relu_forward(x, w, b)
     dout = rng.randn(*out.shape)
@@ -314,7 +339,8 @@ def check_affine_relu(rng: np.random.RandomState) -> list[CheckRow]:
 
 
 @register("affine_norm_relu")
-def check_affine_norm_relu(rng: np.random.RandomState) -> list[CheckRow]:
+def check_affine_norm_relu(rng: np.random.RandomState, L: Any = None) -> list[CheckRow]:
+    L = cvlab_layers if L is None else L
     rows = []
     x, w, b = rng.randn(4, 3, 2), rng.randn(6, 7), rng.randn(7)
     gamma, beta = _scale_and_shift(rng, 7)
@@ -340,7 +366,8 @@ def check_affine_norm_relu(rng: np.random.RandomState) -> list[CheckRow]:
 
 
 @register("conv_relu")
-def check_conv_relu(rng: np.random.RandomState) -> list[CheckRow]:
+def check_conv_relu(rng: np.random.RandomState, L: Any = None) -> list[CheckRow]:
+    L = cvlab_layers if L is None else L
     x, w, b, conv_param = _conv_inputs(rng)
     out, cache = L.conv_relu_forward(x, w, b, conv_param)
     dout = rng.randn(*out.shape)
@@ -350,7 +377,8 @@ def check_conv_relu(rng: np.random.RandomState) -> list[CheckRow]:
 
 
 @register("conv_relu_pool")
-def check_conv_relu_pool(rng: np.random.RandomState) -> list[CheckRow]:
+def check_conv_relu_pool(rng: np.random.RandomState, L: Any = None) -> list[CheckRow]:
+    L = cvlab_layers if L is None else L
     x, w, b = rng.randn(2, 3, 16, 16), rng.randn(3, 3, 3, 3), rng.randn(3)
     conv_param = {"stride": 1, "pad": 1}
     pool_param = {"pool_height": 2, "pool_width": 2, "stride": 2}
@@ -362,7 +390,8 @@ def check_conv_relu_pool(rng: np.random.RandomState) -> list[CheckRow]:
 
 
 @register("conv_bn_relu")
-def check_conv_bn_relu(rng: np.random.RandomState) -> list[CheckRow]:
+def check_conv_bn_relu(rng: np.random.RandomState, L: Any = None) -> list[CheckRow]:
+    L = cvlab_layers if L is None else L
     x, w, b, conv_param = _conv_inputs(rng)
     gamma, beta = _scale_and_shift(rng, 2)
 

@@ -19,6 +19,7 @@ the seed or the CPU (docs/gradcheck.md):
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -66,15 +67,22 @@ def model_rows(model, X: np.ndarray, y: np.ndarray, prefix: str,
     bound tolerance_of(parameter name)).
 
     Parameters in `zero_gradients` have an exactly zero true gradient (a bias followed by
-    batchnorm): their row holds the largest absolute difference instead.
+    batchnorm): their row holds the largest absolute difference instead. A model may take the
+    numeric gradient itself, `model.numeric_gradient(name, X, y) -> (numeric, kinked)` with the
+    same numerical_gradient_off_kinks: the stand-in of a student's model (cvlab.impl.remote)
+    does it in the worker that runs their code.
     """
     loss, grads = model.loss(X, y)
     rows = []
+    numeric_of = getattr(type(model), "numeric_gradient", None)
     for name in sorted(grads):
         def f(_: np.ndarray) -> float:
             return float(model.loss(X, y)[0])
 
-        numeric, kinked = numerical_gradient_off_kinks(f, model.params[name])
+        if numeric_of is not None:
+            numeric, kinked = model.numeric_gradient(name, X, y)
+        else:
+            numeric, kinked = numerical_gradient_off_kinks(f, model.params[name])
         if name in zero_gradients:
             rows.append(compare_gradients(f"{prefix}d{name} (zero)", grads[name], numeric,
                                           zero_gradient_tolerance(loss), "abs", kinked))
@@ -85,16 +93,20 @@ def model_rows(model, X: np.ndarray, y: np.ndarray, prefix: str,
 
 
 @register("fc_net")
-def check_fc_net(rng: np.random.RandomState) -> list[CheckRow]:
+def check_fc_net(rng: np.random.RandomState, net: Callable[..., Any] | None = None
+                 ) -> list[CheckRow]:
     """FullyConnectedNet [10, 12] on 15 features, for every normalization, plain and with
-    (seeded) dropout and reg 3.14."""
-    return fc_net_rows(rng, FC_SETTINGS)
+    (seeded) dropout and reg 3.14. `net`: the class checked (default cvlab's; `cvlab
+    gradcheck impl=` passes a stand-in of a student's), called with the course's arguments
+    and `rng`, the RandomState its weights come from."""
+    return fc_net_rows(rng, FC_SETTINGS, net)
 
 
-def fc_net_rows(rng: np.random.RandomState,
-                settings: list[tuple[str, float, float]]) -> list[CheckRow]:
+def fc_net_rows(rng: np.random.RandomState, settings: list[tuple[str, float, float]],
+                net: Callable[..., Any] | None = None) -> list[CheckRow]:
     """The fc_net check's rows for the given (normalization, keep ratio, reg) settings."""
-    from cvlab.models.fc_net import FullyConnectedNet
+    if net is None:
+        from cvlab.models.fc_net import FullyConnectedNet as net
 
     D, H1, H2, C = 15, 10, 12, 10
     rows: list[CheckRow] = []
@@ -103,7 +115,7 @@ def fc_net_rows(rng: np.random.RandomState,
         n = 2 if normalization == "none" else 4
         X = rng.randn(n, D)
         y = rng.randint(C, size=(n,))
-        model = FullyConnectedNet(
+        model = net(
             [H1, H2], input_dim=D, num_classes=C, dropout_keep_ratio=keep_ratio,
             normalization=normalization, reg=reg, weight_scale=FC_WEIGHT_SCALE,
             dtype=np.float64, seed=123, rng=rng,
@@ -117,26 +129,30 @@ def fc_net_rows(rng: np.random.RandomState,
 
 
 @register("cnn")
-def check_cnn(rng: np.random.RandomState) -> list[CheckRow]:
+def check_cnn(rng: np.random.RandomState, net: Callable[..., Any] | None = None
+              ) -> list[CheckRow]:
     """ThreeLayerConvNet (3 filters 3x3, hidden 7) on 2 inputs (3, 16, 16), reg 0 and 0.1.
 
     Weights: conv outputs ~N(0, 4) (a step moves them by ~1e-5 of their spread), hidden
     activations and scores of order 1. reg 0.1: its term as large as the data term (at 0.5 it
-    was 4x larger, and its rounding the largest error of db1).
+    was 4x larger, and its rounding the largest error of db1). `net`: the class checked, as
+    in check_fc_net.
     """
-    return cnn_rows(rng, (0.0, 0.1))
+    return cnn_rows(rng, (0.0, 0.1), net)
 
 
-def cnn_rows(rng: np.random.RandomState, regs: tuple[float, ...]) -> list[CheckRow]:
+def cnn_rows(rng: np.random.RandomState, regs: tuple[float, ...],
+             net: Callable[..., Any] | None = None) -> list[CheckRow]:
     """The cnn check's rows for the given regularization strengths."""
-    from cvlab.models.cnn import ThreeLayerConvNet
+    if net is None:
+        from cvlab.models.cnn import ThreeLayerConvNet as net
 
     num_inputs, input_dim, num_classes = 2, (3, 16, 16), 10
     rows: list[CheckRow] = []
     for reg in regs:
         X = rng.randn(num_inputs, *input_dim)
         y = rng.randint(num_classes, size=num_inputs)
-        model = ThreeLayerConvNet(num_filters=3, filter_size=3, input_dim=input_dim,
+        model = net(num_filters=3, filter_size=3, input_dim=input_dim,
                                   hidden_dim=7, reg=reg, dtype=np.float64, rng=rng)
         pooled = model.params["W2"].shape[0]
         # conv outputs ~N(0, 4); the pooled features (maxima of 4 relus) have mean square ~8

@@ -9,19 +9,24 @@ LSTM's dWh), so each row is judged on the tensor's norm error, bound NUMERIC_TOL
 The captioning models are conditioned: the course's word vectors are ~1e-2 (W_embed / 100),
 which makes dWx ~100x smaller than the rounding of a loss of ~2; the check draws them of
 order 1. A wrong backward (see the mutation tests) gives norm errors above 1e-3.
+
+The layer checks take the functions they check as `R` (default cvlab.layers.rnn, looked up at
+call time) and the captioner checks its class as `net`: `cvlab gradcheck impl=<folder>` passes
+stand-ins of a student's (cvlab.impl.remote), differentiable through their worker.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
 
 from cvlab.checks import NUMERIC_TOLERANCE, CheckRow, compare_gradients, register
 from cvlab.gradcheck import eval_numerical_gradient_array
-from cvlab.layers import rnn as R
+from cvlab.layers import rnn as cvlab_rnn
 
 Array = np.ndarray
 
@@ -88,7 +93,8 @@ def _compare(forward: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]],
 
 
 @register("rnn_step")
-def check_rnn_step(rng: np.random.RandomState) -> list[CheckRow]:
+def check_rnn_step(rng: np.random.RandomState, R: Any = None) -> list[CheckRow]:
+    R = cvlab_rnn if R is None else R
     N, D, H = 4, 5, 6
     inputs = {"x": rng.randn(N, D), "prev_h": rng.randn(N, H), "Wx": rng.randn(D, H),
               "Wh": rng.randn(H, H), "b": rng.randn(H)}
@@ -96,7 +102,8 @@ def check_rnn_step(rng: np.random.RandomState) -> list[CheckRow]:
 
 
 @register("rnn")
-def check_rnn(rng: np.random.RandomState) -> list[CheckRow]:
+def check_rnn(rng: np.random.RandomState, R: Any = None) -> list[CheckRow]:
+    R = cvlab_rnn if R is None else R
     N, D, T, H = 2, 3, 10, 5
     # weights scaled by 1/sqrt(fan-in), so that ten steps do not saturate tanh
     inputs = {"x": rng.randn(N, T, D), "h0": rng.randn(N, H), "Wx": rng.randn(D, H) / D**0.5,
@@ -105,7 +112,8 @@ def check_rnn(rng: np.random.RandomState) -> list[CheckRow]:
 
 
 @register("lstm_step")
-def check_lstm_step(rng: np.random.RandomState) -> list[CheckRow]:
+def check_lstm_step(rng: np.random.RandomState, R: Any = None) -> list[CheckRow]:
+    R = cvlab_rnn if R is None else R
     N, D, H = 4, 5, 6
     inputs = {"x": rng.randn(N, D), "prev_h": rng.randn(N, H), "prev_c": rng.randn(N, H),
               "Wx": rng.randn(D, 4 * H), "Wh": rng.randn(H, 4 * H), "b": rng.randn(4 * H)}
@@ -113,7 +121,8 @@ def check_lstm_step(rng: np.random.RandomState) -> list[CheckRow]:
 
 
 @register("lstm")
-def check_lstm(rng: np.random.RandomState) -> list[CheckRow]:
+def check_lstm(rng: np.random.RandomState, R: Any = None) -> list[CheckRow]:
+    R = cvlab_rnn if R is None else R
     N, D, T, H = 2, 3, 10, 6
     inputs = {"x": rng.randn(N, T, D), "h0": rng.randn(N, H),
               "Wx": rng.randn(D, 4 * H) / D**0.5, "Wh": rng.randn(H, 4 * H) / H**0.5,
@@ -122,7 +131,8 @@ def check_lstm(rng: np.random.RandomState) -> list[CheckRow]:
 
 
 @register("word_embedding")
-def check_word_embedding(rng: np.random.RandomState) -> list[CheckRow]:
+def check_word_embedding(rng: np.random.RandomState, R: Any = None) -> list[CheckRow]:
+    R = cvlab_rnn if R is None else R
     N, T, V, D = 2, 3, 5, 6
     ids = torch.from_numpy(rng.randint(V, size=(N, T)))
     return compare(lambda W, x: R.word_embedding_forward(x, W), {"W": rng.randn(V, D)}, rng,
@@ -130,14 +140,16 @@ def check_word_embedding(rng: np.random.RandomState) -> list[CheckRow]:
 
 
 @register("temporal_affine")
-def check_temporal_affine(rng: np.random.RandomState) -> list[CheckRow]:
+def check_temporal_affine(rng: np.random.RandomState, R: Any = None) -> list[CheckRow]:
+    R = cvlab_rnn if R is None else R
     N, T, D, M = 2, 3, 4, 5
     inputs = {"x": rng.randn(N, T, D), "w": rng.randn(D, M), "b": rng.randn(M)}
     return compare(R.temporal_affine_forward, inputs, rng)
 
 
 @register("temporal_softmax")
-def check_temporal_softmax(rng: np.random.RandomState) -> list[CheckRow]:
+def check_temporal_softmax(rng: np.random.RandomState, R: Any = None) -> list[CheckRow]:
+    R = cvlab_rnn if R is None else R
     N, T, V = 20, 7, 8
     y = torch.from_numpy(rng.randint(V, size=(N, T)))
     mask = torch.from_numpy(rng.rand(N, T) > 0.5)
@@ -145,15 +157,21 @@ def check_temporal_softmax(rng: np.random.RandomState) -> list[CheckRow]:
                    fixed={"y": y, "mask": mask})
 
 
-def _check_captioning(rng: np.random.RandomState, cell_type: str) -> list[CheckRow]:
+def _check_captioning(rng: np.random.RandomState, cell_type: str,
+                      net: Callable[..., Any] | None = None) -> list[CheckRow]:
+    """`net`: the captioner's class checked (default cvlab's CaptioningRNN; `cvlab gradcheck
+    impl=` passes a stand-in of a student's), called with the course's arguments and a torch
+    `generator` for its initial weights."""
     from cvlab.models.nets.captioning import PARAM_NAMES, CaptioningRNN
+
+    net = CaptioningRNN if net is None else net
 
     batch_size, timesteps, input_dim, wordvec_dim, hidden_dim = 2, 3, 4, 5, 6
     word_to_idx = {"<NULL>": 0, "cat": 2, "dog": 3}
     vocab_size = len(word_to_idx)
     captions = rng.randint(vocab_size, size=(batch_size, timesteps))
     features = rng.randn(batch_size, input_dim)
-    model = CaptioningRNN(word_to_idx, input_dim=input_dim, wordvec_dim=wordvec_dim,
+    model = net(word_to_idx, input_dim=input_dim, wordvec_dim=wordvec_dim,
                           hidden_dim=hidden_dim, cell_type=cell_type, dtype=torch.float64,
                           generator=torch.Generator().manual_seed(int(rng.randint(2**31))))
     params = {name: model.params[name].detach().numpy().copy() for name in PARAM_NAMES}
@@ -167,10 +185,12 @@ def _check_captioning(rng: np.random.RandomState, cell_type: str) -> list[CheckR
 
 
 @register("captioning_rnn")
-def check_captioning_rnn(rng: np.random.RandomState) -> list[CheckRow]:
-    return _check_captioning(rng, "rnn")
+def check_captioning_rnn(rng: np.random.RandomState, net: Callable[..., Any] | None = None
+                         ) -> list[CheckRow]:
+    return _check_captioning(rng, "rnn", net)
 
 
 @register("captioning_lstm")
-def check_captioning_lstm(rng: np.random.RandomState) -> list[CheckRow]:
-    return _check_captioning(rng, "lstm")
+def check_captioning_lstm(rng: np.random.RandomState, net: Callable[..., Any] | None = None
+                          ) -> list[CheckRow]:
+    return _check_captioning(rng, "lstm", net)

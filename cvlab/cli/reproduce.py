@@ -3,12 +3,17 @@ runs launched as one sweep of `cvlab train` jobs into the reproduction folder (t
 sweeper, on the launcher asked for), then every item measured and the report written, also
 after an interruption (the unfinished items not_run).
 
+With impl=<folder> (a student's code), the runs go to the launcher's worker processes only
+(launcher=basic is refused) and the measures reach their code through a worker of its own
+(cvlab.impl): this process never imports it.
+
 Exit code: 0 when every item that ran held, 1 when any did not (the last lines list them), 2
 on bad input, 130 / 143 after SIGINT / SIGTERM (the report is written all the same).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -34,6 +39,7 @@ def launch_reproduction(args: list[str]) -> int:
         composed = compose_plan("reproduce", own, multirun=False)
         cfg = composed.jobs[0][1]
         launcher = str(composed.base.hydra.runtime.choices.get("launcher", "joblib"))
+        launcher_settings += _isolation(cfg.impl, launcher, launcher_settings)
         setup = prepare(cfg)
         _preflight(setup)
     except UserError as err:
@@ -43,6 +49,22 @@ def launch_reproduction(args: list[str]) -> int:
     print(f"reproduce: {setup.profile} profile, {len(setup.items)} items; runs in "
           f"{setup.folder}: {setup.work.line()}", flush=True)
     return _run_and_conclude(setup, [f"launcher={launcher}", *launcher_settings], started)
+
+
+def _isolation(impl: str | None, launcher: str, settings: list[str]) -> list[str]:
+    """impl=: the runs that train the student's classes must run in worker processes, never in
+    this one: launcher=basic is refused; joblib gets two workers at least (with one, joblib
+    runs its jobs in the calling process)."""
+    if impl is None:
+        return []
+    if launcher == "basic":
+        raise UserError("launcher=basic runs the jobs in this process; with impl= your code "
+                        "runs only in worker processes: use launcher=joblib (the default), "
+                        "submitit_local or submitit_slurm")
+    given = any(override_key(o) == "hydra.launcher.n_jobs" for o in settings)
+    if launcher == "joblib" and not given and (os.cpu_count() or 1) < 2:
+        return ["hydra.launcher.n_jobs=2"]
+    return []
 
 
 def _preflight(setup: Setup) -> None:
@@ -89,7 +111,8 @@ def _verdict(reproduction: dict, folder: Path) -> int:
     counts = reproduction["counts"]
     failed = [item for item in reproduction["items"] if item["verdict"] == "not_held"]
     for item in failed:
-        print(f"not held: {item['id']}: {item['detail']}", flush=True)
+        whose = f" [{item['implementation']}]" if "implementation" in item else ""
+        print(f"not held: {item['id']}{whose}: {item['detail']}", flush=True)
     print(f"reproduce: {counts['held']} held, {counts['not_held']} not held, "
           f"{counts['not_run']} not run; report in {folder / 'report.html'}", flush=True)
     return 1 if failed else 0

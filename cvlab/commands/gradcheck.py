@@ -6,6 +6,8 @@ or abs; see cvlab.checks), its tolerance and PASS/FAIL. The same rows go to
 run_dir/gradcheck.csv (written as they come), and summary.json records the counts. Only the
 modules of the checks that run are imported (a numpy layer does not import torch).
 Exit code 0 when every row passes, 1 when any fails; an unknown name is a UserError (exit 2).
+With `impl=<folder>`, a student's own functions and models are judged instead
+(cvlab.impl.gradcheck): their code runs in worker processes, never in this one.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import traceback
 from pathlib import Path
 
 import numpy as np
-from rich.table import Table
 
 from cvlab.checks import CheckRow, check_names, get_check
+from cvlab.checks.table import CSV_COLUMNS, table_of
 from cvlab.config.commands import GradcheckConfig
 from cvlab.errors import UserError
 from cvlab.progress import console
@@ -27,7 +29,6 @@ from cvlab.records.summary import write_summary
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = ("layer", "what", "metric", "error", "tolerance", "passed", "rel_error")
 
 
 def select_checks(layer: str, names: list[str]) -> list[str]:
@@ -49,22 +50,11 @@ def run_check(name: str, seed: int) -> list[CheckRow]:
         return [CheckRow(f"error: {type(err).__name__}: {err}", float("inf"), 0.0, "raised")]
 
 
-def table_of(name: str, rows: list[CheckRow], seconds: float) -> Table:
-    table = Table(title=f"gradcheck {name} ({seconds:.2f}s)", title_justify="left")
-    table.add_column("input / parameter")
-    table.add_column("course rel error", justify="right")
-    table.add_column("judged on")
-    table.add_column("error", justify="right")
-    table.add_column("tolerance", justify="right")
-    table.add_column("result")
-    for row in rows:
-        result = "[green]PASS[/green]" if row.passed else "[bold red]FAIL[/bold red]"
-        table.add_row(row.label, f"{row.rel_error:.2e}", row.metric, f"{row.error:.2e}",
-                      f"{row.tolerance:.0e}", result)
-    return table
-
-
 def main(cfg: GradcheckConfig, run_dir: Path, overrides: list[str] | None = None) -> int:
+    if cfg.impl is not None:  # a student's folder: checked in worker processes
+        from cvlab.impl.gradcheck import main as check_implementation
+
+        return check_implementation(cfg, run_dir)
     names = select_checks(cfg.layer, check_names())
     start = time.perf_counter()
     write_summary(run_dir, status="running", layer=cfg.layer, seed=cfg.seed)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from cvlab.config.train import DatasetConfig, DeviceConfig
-from cvlab.validation import check, check_choice, check_seed
+from cvlab.impl.course import implementation_problem
+from cvlab.validation import check, check_choice, check_positive, check_seed
 from cvlab.vocab import DEVICES, EVAL_SPLITS, WEIGHT_CHOICES
 
 DATA_ACTIONS = ("info", "fetch")
@@ -17,10 +19,27 @@ RUNS_FORMATS = ("table", "csv", "json")
 class GradcheckConfig:
     layer: str = "all"  # a registered check, or all
     seed: int = 231
+    impl: str | None = None  # your folder (holding cs231n/, or a layers.py): check your code
+    seeds: int = 3  # impl=: each gradient check runs at seed, seed + 1, ...
+    timeout_s: float = 120.0  # impl=: the time each check of your code may take
+    memory_gb: float = 4.0  # impl=: address space your code may use (0: no limit)
     outputs_root: str = "outputs"
 
     def __post_init__(self) -> None:
         check_seed("seed", self.seed)
+        check(self.seeds >= 1, "seeds", self.seeds, "an integer >= 1")
+        check_implementation_options(self)
+
+
+def check_implementation_options(cfg: GradcheckConfig | ReproduceConfig) -> None:
+    """impl= names a student's folder in the course's layout; its limits are positive."""
+    check_positive("timeout_s", cfg.timeout_s)
+    check(math.isfinite(cfg.memory_gb) and cfg.memory_gb >= 0, "memory_gb", cfg.memory_gb,
+          "a number of GiB >= 0 (0: no limit)")
+    if cfg.impl is not None:
+        problem = implementation_problem(cfg.impl)
+        check(problem is None, "impl", cfg.impl, f"a folder that holds your cs231n/ package "
+              f"(the assignment's folder) or a single layers.py; {problem}")
 
 
 @dataclass
@@ -128,15 +147,20 @@ class ReproduceConfig:
     `cvlab train`; hydra.launcher.* settings go with it); device: where the PyTorch runs train
     (`device=cuda`, the group of `cvlab train`; auto: each config's) and the BLAS threads of
     every run (device.threads); rerun: start a new reproduction instead of continuing the last
-    one of the profile."""
+    one of the profile; impl: a student's folder whose functions and models the items use
+    (cvlab's where it has none), run in worker processes with timeout_s and memory_gb."""
 
     part: list[str] = field(default_factory=lambda: ["all"])
     profile: str = "auto"
     device: DeviceConfig = field(default_factory=DeviceConfig)
     rerun: bool = False
+    impl: str | None = None  # your folder (holding cs231n/, or a layers.py): your code's items
+    timeout_s: float = 600.0  # impl=: the time each item's measure of your code may take
+    memory_gb: float = 4.0  # impl=: address space your code may use (0: no limit)
     outputs_root: str = "outputs"
 
     def __post_init__(self) -> None:
         check(len(self.part) > 0, "part", self.part, "one part or more, e.g. part=batchnorm")
         check_choice("profile", self.profile, PROFILES)
+        check_implementation_options(self)
 

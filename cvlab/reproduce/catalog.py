@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cvlab.reproduce.measures import MeasureContext, Measured, get_measure, run_params
+from cvlab.reproduce.measures import MeasureContext, Measured, get_measure, run_params, using
 from cvlab.reproduce.rules import OPERATORS, Verdict, entries, get_pattern, get_rule, judge
 
 __all__ = ["Catalog", "CatalogError", "Evaluation", "Item", "MeasureContext", "Measured",
@@ -42,7 +42,8 @@ PROFILES = ("quick", "full")
 CATALOG_PATH = Path(str(resources.files("cvlab.reproduce") / "catalog.yaml"))
 ITEM_KEYS = {"id", "notebook", "section", "what", "course", "source", "measure", "rule",
              "profiles", "not_run_reason"}
-RUN_KEYS = {"part", "overrides", "quick", "full", "note"}
+RUN_KEYS = {"part", "overrides", "quick", "full", "note", "cpu", "needs"}
+NEEDS = ("coco",)
 
 
 class CatalogError(ValueError):
@@ -60,11 +61,18 @@ class RunSet:
     quick: tuple[str, ...] | None
     full: tuple[str, ...] | None
     note: str = ""
+    cpu: tuple[str, ...] | None = None  # full on a machine without a GPU: these overrides
+    needs: str | None = None  # a data set the full profile needs (coco); missing: not run
 
-    def command(self, profile: str) -> list[str] | None:
-        """The overrides `cvlab train` is given in `profile`; None when not run there."""
+    def command(self, profile: str, gpu: bool = True) -> list[str] | None:
+        """The overrides `cvlab train` is given in `profile` (the CPU variant, where the run
+        set has one, when there is no GPU); None when not run there."""
         extra = self.quick if profile == "quick" else self.full
-        return None if extra is None else [*self.overrides, *extra]
+        if extra is None:
+            return None
+        base = self.cpu if profile == "full" and not gpu and self.cpu is not None \
+            else self.overrides
+        return [*base, *extra]
 
 
 @dataclass(frozen=True)
@@ -179,7 +187,10 @@ def _run_set(name: str, spec: Any) -> RunSet:
     full = _optional_list(spec.get("full"), f"{where}: full")
     if quick is None and full is None:
         raise CatalogError(f"{where}: runs in no profile (quick and full are both null)")
-    return RunSet(name, spec["part"], overrides, quick, full, str(spec.get("note") or ""))
+    if spec.get("needs") not in (None, *NEEDS):
+        raise CatalogError(f"{where}: needs {spec['needs']!r} is not one of {', '.join(NEEDS)}")
+    return RunSet(name, spec["part"], overrides, quick, full, str(spec.get("note") or ""),
+                  _optional_list(spec.get("cpu"), f"{where}: cpu"), spec.get("needs"))
 
 
 def _item(index: int, spec: Any) -> Item:
@@ -276,12 +287,14 @@ class Evaluation:
 def evaluate(item: Item, context: MeasureContext) -> Evaluation:
     """Measure the item in `context` and judge it by its rule. Not run when the profile does
     not show it or the measure could not be taken here; a measure or rule that raises gives
-    not_held with the error's first line (a broken implementation must not pass)."""
+    not_held with the error's first line (a broken implementation must not pass). The
+    in-process measures use `context.implementation` when there is one (impl=)."""
     if context.profile not in item.profiles:
         return Evaluation("not_run", detail=item.not_run_reason or
                           f"not shown in profile {context.profile}")
     try:
-        measured = get_measure(item.measure["name"])(context, **item.measure_params)
+        with using(context.implementation):
+            measured = get_measure(item.measure["name"])(context, **item.measure_params)
     except Exception as err:  # noqa: BLE001 - a failing implementation is a result
         return Evaluation("not_held", detail=f"measure failed: {_first_line(err)}")
     if measured.not_run:

@@ -12,12 +12,19 @@ forward checks), measures_gradients (the layers' gradient checks), measures_mode
 (FullyConnectedNet, ThreeLayerConvNet, CaptioningRNN, the update rules) and measures_runs
 (what the runs left). Items that read the same runs name the same figure; it is drawn once
 per context (`context.drawn`).
+
+The in-process measures take the course's functions and classes from `course_api()`: cvlab's
+own, or, while an item of `cvlab reproduce impl=<folder>` is measured (`using(context.
+implementation)`), stand-ins that run a student's code in a worker process
+(cvlab.impl.remote), with cvlab's for the names their folder does not have.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +62,7 @@ class MeasureContext:
     out_dir: Path | None = None
     seed: int = 0
     run_folders: Mapping[str, Sequence[Path]] = field(default_factory=dict)
+    implementation: Any = None  # a student's code (cvlab.impl.remote.Implementation), or None
     drawn: dict[str, Path] = field(default_factory=dict, repr=False)  # figures drawn, by name
     _loaded: dict[str, list[Any]] = field(default_factory=dict, repr=False)
     _missing: dict[str, list[Path]] = field(default_factory=dict, repr=False)
@@ -87,6 +95,38 @@ class MeasureContext:
             return None
         Path(self.out_dir).mkdir(parents=True, exist_ok=True)
         return Path(self.out_dir) / name
+
+
+class CvlabCourse:
+    """cvlab's own functions and classes under the course's names (cvlab.layers, the update
+    rules, FullyConnectedNet, ThreeLayerConvNet, CaptioningRNN), looked up when used."""
+
+    def __getattr__(self, name: str) -> Any:
+        from cvlab.impl.remote import reference
+
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return reference(name)
+
+
+_COURSE_API: ContextVar[Any] = ContextVar("course_api", default=None)
+
+
+def course_api() -> Any:
+    """The course's names for the measure being taken: a student's implementation's stand-ins
+    (falling back to cvlab's) inside `using(implementation)`, else cvlab's."""
+    implementation = _COURSE_API.get()
+    return CvlabCourse() if implementation is None else implementation.namespace(fallback=True)
+
+
+@contextlib.contextmanager
+def using(implementation: Any) -> Iterator[None]:
+    """Measures in the block take the course's names from `implementation` (None: cvlab's)."""
+    token = _COURSE_API.set(implementation)
+    try:
+        yield
+    finally:
+        _COURSE_API.reset(token)
 
 
 Measure = Callable[..., Measured]

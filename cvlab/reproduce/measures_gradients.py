@@ -16,9 +16,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from cvlab import layers as L
 from cvlab.gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
-from cvlab.reproduce.measures import MeasureContext, Measured, measure
+from cvlab.reproduce.measures import MeasureContext, Measured, course_api, measure
 
 SEED = 231
 Errors = dict[str, float]
@@ -65,25 +64,30 @@ def _norm_check(forward: Callable, backward: Callable, shape: tuple[int, ...],
 
 
 def _batchnorm() -> Errors:
+    L = course_api()
     return _norm_check(L.batchnorm_forward, L.batchnorm_backward, (4, 5), (5,))
 
 
 def _layernorm() -> Errors:
+    L = course_api()
     return _norm_check(L.layernorm_forward, L.layernorm_backward, (4, 5), (5,))
 
 
 def _spatial_batchnorm() -> Errors:
+    L = course_api()
     return _norm_check(L.spatial_batchnorm_forward, L.spatial_batchnorm_backward, (2, 3, 4, 5),
                        (3,))
 
 
 def _spatial_groupnorm() -> Errors:
+    L = course_api()
     return _norm_check(L.spatial_groupnorm_forward, L.spatial_groupnorm_backward, (2, 6, 4, 5),
                        (1, 6, 1, 1), G=2)
 
 
 def _batchnorm_alt() -> Errors:
     """batchnorm_backward vs batchnorm_backward_alt on N, D = 100, 500."""
+    L = course_api()
     np.random.seed(SEED)
     x = 5 * _randn(100, 500) + 12
     gamma, beta, dout = _randn(500), _randn(500), _randn(100, 500)
@@ -95,6 +99,7 @@ def _batchnorm_alt() -> Errors:
 
 def _dropout() -> Errors:
     """x = randn(10, 10) + 10, keep 0.2 with mask seed 123."""
+    L = course_api()
     np.random.seed(SEED)
     x = _randn(10, 10) + 10
     dout = _randn(*x.shape)
@@ -109,6 +114,7 @@ def _dropout() -> Errors:
 
 def _conv_naive() -> Errors:
     """x (4, 3, 5, 5), w (2, 3, 3, 3), b (2,), stride 1, pad 1."""
+    L = course_api()
     np.random.seed(SEED)
     x, w, b = _randn(4, 3, 5, 5), _randn(2, 3, 3, 3), _randn(2)
     dout = _randn(4, 2, 5, 5)
@@ -124,6 +130,7 @@ POOL = {"pool_height": 2, "pool_width": 2, "stride": 2}
 
 def _maxpool_naive() -> Errors:
     """x (3, 2, 8, 8), 2x2 pooling with stride 2."""
+    L = course_api()
     np.random.seed(SEED)
     x, dout = _randn(3, 2, 8, 8), _randn(3, 2, 4, 4)
     _, cache = L.max_pool_forward_naive(x, POOL)
@@ -134,6 +141,7 @@ def _maxpool_naive() -> Errors:
 
 def _conv_fast() -> Errors:
     """Fast vs naive conv: x (100, 3, 31, 31), w (25, 3, 3, 3), stride 2, pad 1."""
+    L = course_api()
     np.random.seed(SEED)
     x, w, b = _randn(100, 3, 31, 31), _randn(25, 3, 3, 3), _randn(25)
     dout = _randn(100, 25, 16, 16)
@@ -149,6 +157,7 @@ def _conv_fast() -> Errors:
 
 def _maxpool_fast() -> Errors:
     """Fast vs naive max pool: x (100, 3, 32, 32)."""
+    L = course_api()
     np.random.seed(SEED)
     x, dout = _randn(100, 3, 32, 32), _randn(100, 3, 16, 16)
     out_naive, cache_naive = L.max_pool_forward_naive(x, POOL)
@@ -172,10 +181,12 @@ def _conv_sandwich(forward: Callable, backward: Callable, image: int, pooled: bo
 
 
 def _conv_relu_pool() -> Errors:
+    L = course_api()
     return _conv_sandwich(L.conv_relu_pool_forward, L.conv_relu_pool_backward, 16, True)
 
 
 def _conv_relu() -> Errors:
+    L = course_api()
     return _conv_sandwich(L.conv_relu_forward, L.conv_relu_backward, 8, False)
 
 
@@ -204,6 +215,7 @@ def _torch_errors(forward: Callable, inputs: Arrays, names: Sequence[str],
 
 
 def _rnn_step() -> Errors:
+    L = course_api()
     np.random.seed(SEED)
     N, D, H = 4, 5, 6
     inputs = {"x": _randn(N, D), "h": _randn(N, H), "Wx": _randn(D, H), "Wh": _randn(H, H),
@@ -213,6 +225,7 @@ def _rnn_step() -> Errors:
 
 
 def _rnn() -> Errors:
+    L = course_api()
     np.random.seed(SEED)
     N, D, T, H = 2, 3, 10, 5
     inputs = {"x": _randn(N, T, D), "h0": _randn(N, H), "Wx": _randn(D, H), "Wh": _randn(H, H),
@@ -222,6 +235,7 @@ def _rnn() -> Errors:
 
 
 def _word_embedding() -> Errors:
+    L = course_api()
     np.random.seed(SEED)
     N, T, V, D = 50, 3, 5, 6
     inputs = {"x": np.random.randint(V, size=(N, T)), "W": _randn(V, D)}
@@ -229,6 +243,7 @@ def _word_embedding() -> Errors:
 
 
 def _temporal_affine() -> Errors:
+    L = course_api()
     np.random.seed(SEED)
     N, T, D, M = 2, 3, 4, 5
     inputs = {"x": _randn(N, T, D), "w": _randn(D, M), "b": _randn(M)}
@@ -241,6 +256,7 @@ def _temporal_softmax() -> Errors:
     gradient of the scalar loss (eval_numerical_gradient)."""
     import torch
 
+    L = course_api()
     np.random.seed(231231)
     N, T, V = 7, 8, 9
     x = _randn(N, T, V)

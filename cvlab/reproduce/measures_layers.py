@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from cvlab import layers as L
-from cvlab.reproduce.measures import MeasureContext, Measured, measure
+from cvlab.reproduce.measures import MeasureContext, Measured, course_api, measure
 
 SEED = 231  # every notebook cell seeds numpy with it before drawing its inputs
 DROPOUT_KEEPS = (0.25, 0.4, 0.7)  # the keep probabilities of the dropout forward cell, in order
@@ -47,6 +46,7 @@ def _relu_net(X: np.ndarray, W1: np.ndarray, W2: np.ndarray) -> np.ndarray:
 def _batchnorm_output(mode: str, gamma: Any, beta: Any) -> np.ndarray:
     """Batchnorm of relu(X W1) W2 (N, D1, D2, D3 = 200, 50, 60, 3): train mode on one batch,
     or test mode after 50 train-mode batches warmed the running statistics. (N, 3)."""
+    L = course_api()
     np.random.seed(SEED)
     N, D1, D2, D3 = 200, 50, 60, 3
     gamma, beta = _as_param(gamma, (D3,)), _as_param(beta, (D3,))
@@ -65,6 +65,7 @@ def _batchnorm_output(mode: str, gamma: Any, beta: Any) -> np.ndarray:
 
 def _layernorm_output(mode: str, gamma: Any, beta: Any) -> np.ndarray:
     """Layernorm of relu(X W1) W2 for N, D1, D2, D3 = 4, 50, 60, 3 (train = test). (4, 3)."""
+    L = course_api()
     np.random.seed(SEED)
     X = _randn(4, 50)
     W1, W2 = _randn(50, 60), _randn(60, 3)
@@ -75,6 +76,7 @@ def _layernorm_output(mode: str, gamma: Any, beta: Any) -> np.ndarray:
 def _spatial_batchnorm_output(mode: str, gamma: Any, beta: Any) -> np.ndarray:
     """Spatial batchnorm of 4 randn + 10 (N, C, H, W = 2, 3, 4, 5) in train mode, or of
     2.3 randn + 13 (10, 4, 11, 12) in test mode after 50 train-mode batches."""
+    L = course_api()
     np.random.seed(SEED)
     if mode == "train":
         x = 4 * _randn(2, 3, 4, 5) + 10
@@ -93,6 +95,7 @@ def _spatial_batchnorm_output(mode: str, gamma: Any, beta: Any) -> np.ndarray:
 
 def _groupnorm_output(mode: str, gamma: Any, beta: Any) -> np.ndarray:
     """Group norm (G = 2) of 4 randn + 10, N, C, H, W = 2, 6, 4, 5, as (N * G, C / G * H * W)."""
+    L = course_api()
     np.random.seed(SEED)
     N, C, H, W, G = 2, 6, 4, 5, 2
     x = 4 * _randn(N, C, H, W) + 10
@@ -131,6 +134,7 @@ def dropout_forward_stats(context: MeasureContext, keep: float, stat: str) -> Me
     + 10, then train and test passes for keep 0.25, 0.4, 0.7 in turn, the masks drawn from
     numpy's global RNG): stat input_mean, train_mean, test_mean, train_zero_fraction or
     test_zero_fraction. A float."""
+    L = course_api()
     if keep not in DROPOUT_KEEPS:
         raise ValueError(f"keep {keep} is not one of the notebook's {DROPOUT_KEEPS}")
     np.random.seed(SEED)
@@ -155,11 +159,13 @@ def _grid(low: float, high: float, *shape: int) -> np.ndarray:
 
 
 def _conv_naive_output() -> np.ndarray:
+    L = course_api()
     x, w, b = _grid(-0.1, 0.5, 2, 3, 4, 4), _grid(-0.2, 0.3, 3, 3, 4, 4), _grid(-0.1, 0.2, 3)
     return L.conv_forward_naive(x, w, b, {"stride": 2, "pad": 1})[0]
 
 
 def _maxpool_naive_output() -> np.ndarray:
+    L = course_api()
     pool_param = {"pool_width": 2, "pool_height": 2, "stride": 2}
     return L.max_pool_forward_naive(_grid(-0.3, 0.4, 2, 3, 4, 4), pool_param)[0]
 
@@ -167,6 +173,7 @@ def _maxpool_naive_output() -> np.ndarray:
 def _rnn_step_output() -> np.ndarray:
     import torch
 
+    L = course_api()
     N, D, H = 3, 10, 4
     t = torch.from_numpy
     return L.rnn_step_forward(t(_grid(-0.4, 0.7, N, D)), t(_grid(-0.2, 0.5, N, H)),
@@ -177,6 +184,7 @@ def _rnn_step_output() -> np.ndarray:
 def _rnn_output() -> np.ndarray:
     import torch
 
+    L = course_api()
     N, T, D, H = 2, 3, 4, 5
     t = torch.from_numpy
     return L.rnn_forward(t(_grid(-0.1, 0.3, N, T, D)), t(_grid(-0.3, 0.1, N, H)),
@@ -187,6 +195,7 @@ def _rnn_output() -> np.ndarray:
 def _word_embedding_output() -> np.ndarray:
     import torch
 
+    L = course_api()
     words = torch.from_numpy(np.asarray([[0, 3, 1, 2], [2, 1, 0, 3]]))
     return L.word_embedding_forward(words, torch.from_numpy(_grid(0, 1, 5, 3))).numpy()
 
@@ -222,6 +231,7 @@ def temporal_softmax_loss_check(context: MeasureContext, call: int) -> Measured:
     randn (2, 3, 4), (4, 5), (5,) and (2, 3, 5); it is put there first."""
     import torch
 
+    L = course_api()
     np.random.seed(SEED)
     for shape in ((2, 3, 4), (4, 5), (5,), (2, 3, 5)):
         _randn(*shape)

@@ -11,7 +11,9 @@
   (RNN_Captioning_pytorch).
 
 Gradient errors are the course's relative error max |a - n| / max(1e-8, |a| + |n|) between
-cvlab's gradients and centered differences of the loss (eval_numerical_gradient).
+cvlab's gradients and centered differences of the loss (eval_numerical_gradient). The course's
+classes and update rules come from `course_api()` (cvlab's, or a student's under `cvlab
+reproduce impl=`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from cvlab.gradcheck import eval_numerical_gradient, rel_error
-from cvlab.reproduce.measures import MeasureContext, Measured, measure
+from cvlab.reproduce.measures import MeasureContext, Measured, course_api, measure
 
 SEED = 231
 FC_REGS = (0.0, 3.14)  # the reg loop of the FC checks (FullyConnectedNets, BatchNormalization)
@@ -40,8 +42,7 @@ def fc_notebook_model(normalization: str | None = None, reg: float | None = None
     dropout, numpy's RNG is where seed 123 and the last layer's mask (rand(N, H2)) left it,
     and the next model's weights come from there: that is put in place before it is built.
     """
-    from cvlab.models.fc_net import FullyConnectedNet
-
+    FullyConnectedNet = course_api().FullyConnectedNet
     N, D, H1, H2, C = FC_SIZES
     np.random.seed(SEED)
     X = np.random.randn(N, D)
@@ -122,8 +123,7 @@ def cnn_initial_loss(context: MeasureContext, reg: float) -> Measured:
 
     That cell sets no seed: numpy's RNG is where the cell before it left it when the notebook
     runs top to bottom (seed 231, then CONV_RELU_DRAWS), and it is put there first."""
-    from cvlab.models.cnn import ThreeLayerConvNet
-
+    ThreeLayerConvNet = course_api().ThreeLayerConvNet
     if reg not in CNN_REGS:
         raise ValueError(f"reg {reg} is not one of the notebook's {CNN_REGS}")
     np.random.seed(SEED)
@@ -142,8 +142,7 @@ def cnn_gradient_errors(context: MeasureContext) -> Measured:
     """The gradient check of ThreeLayerConvNet(num_filters=3, filter_size=3, input (3, 16, 16),
     hidden_dim=7, float64) on 2 inputs at seed 231, numeric gradients at h = 1e-6.
     {parameter: error}."""
-    from cvlab.models.cnn import ThreeLayerConvNet
-
+    ThreeLayerConvNet = course_api().ThreeLayerConvNet
     np.random.seed(SEED)
     input_dim = (3, 16, 16)
     X = np.random.randn(2, *input_dim)
@@ -178,10 +177,8 @@ def _update_inputs(rule_name: str) -> tuple[np.ndarray, np.ndarray, dict[str, An
 def update_rule_step(context: MeasureContext, rule: str, output: str) -> Measured:
     """One step of an update rule on the notebook's linspace inputs: `output` next_w or a state
     array of the config (velocity, cache, m, v), flattened (4 x 5 = 20 floats)."""
-    from cvlab.train.optim import get_update_rule
-
     w, dw, config = _update_inputs(rule)
-    next_w, config = get_update_rule(rule)(w, dw, config)
+    next_w, config = getattr(course_api(), rule)(w, dw, config)
     value = next_w if output == "next_w" else config[output]
     return Measured([float(v) for v in np.ravel(value)], detail=f"{rule}: {output}")
 
@@ -197,8 +194,7 @@ def captioning_small_loss(context: MeasureContext) -> Measured:
     set to linspace(-1.4, 1.3), features linspace(-1.5, 0.3), captions arange % V. A float."""
     import torch
 
-    from cvlab.models.nets.captioning import CaptioningRNN
-
+    CaptioningRNN = course_api().CaptioningRNN
     N, D, W, H, T = 10, 20, 30, 40, 13
     model = CaptioningRNN(TINY_VOCAB, input_dim=D, wordvec_dim=W, hidden_dim=H,
                           cell_type="rnn", dtype=torch.float64)
@@ -216,8 +212,7 @@ def captioning_gradient_errors(context: MeasureContext) -> Measured:
     H = 6) at np/torch seed 231: autograd vs numeric gradients at h = 1e-6. {param: error}."""
     import torch
 
-    from cvlab.models.nets.captioning import CaptioningRNN
-
+    CaptioningRNN = course_api().CaptioningRNN
     np.random.seed(SEED)
     torch.manual_seed(SEED)
     captions = torch.from_numpy(np.random.randint(len(TINY_VOCAB), size=(2, 3)))

@@ -301,12 +301,22 @@ def report_view(reproduction: dict[str, Any]) -> dict[str, Any]:
             ("parts", ", ".join(reproduction["parts"]) or "\u2014"),
             ("started", reproduction["started"] or "\u2014"),
             ("wall time", format_seconds(reproduction["wall_time_s"])),
+            *_implementation_setting(reproduction.get("implementation")),
         ],
         "machine": [(str(key), format_value(value))
                     for key, value in reproduction["machine"].items()],
         "verdicts": [(verdict, VERDICT_WORDS[verdict], VERDICT_MARKS[verdict])
                      for verdict in VERDICTS],
     }
+
+
+def _implementation_setting(implementation: Any) -> list[tuple[str, str]]:
+    """`cvlab reproduce impl=`: whose code the items marked [yours] ran (folder, digest)."""
+    if not isinstance(implementation, dict):
+        return []
+    return [("implementation", f"{implementation.get('folder')} (digest "
+                               f"{implementation.get('digest')}); items marked [yours] ran "
+                               "your code, [cvlab's] cvlab's")]
 
 
 def _notebook_view(index: int, notebook: dict[str, Any], items: list[dict[str, Any]]
@@ -339,7 +349,8 @@ def _item_view(item: dict[str, Any]) -> dict[str, Any]:
         "verdict": item["verdict"],
         "verdict_word": VERDICT_WORDS[item["verdict"]],
         "verdict_mark": VERDICT_MARKS[item["verdict"]],
-        "detail": item["detail"],
+        "detail": item["detail"] + (f" [{item['implementation']}]"
+                                    if isinstance(item.get("implementation"), str) else ""),
         "runs": ", ".join(item["runs"]),
     }
 

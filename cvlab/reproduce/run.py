@@ -13,6 +13,14 @@ rerun of the same command continues the newest reproduction folder of the profil
 resolved config is unchanged and that completed is kept, an interrupted one continues from its
 checkpoint, a changed, failed or missing one runs (the mechanism of a resumed sweep,
 cvlab.run.sweep). `rerun=true` starts a new folder.
+
+With `impl=<folder>` (a student's code) the runs of cvlab's FullyConnectedNet and
+ThreeLayerConvNet train theirs instead (model=impl_*: the jobs record model.impl and a digest
+of their code, so a change of their code reruns the jobs), launched in the launcher's worker
+processes; the in-process measures use their functions and classes through a worker process
+(cvlab.impl.remote), cvlab's where their folder has none; every item says whose code its value
+came from ("implementation": yours, cvlab's or mixed). Only a reproduction of the same folder
+is continued.
 """
 
 from __future__ import annotations
@@ -32,7 +40,15 @@ from cvlab.errors import UserError
 from cvlab.records.files import RecordError
 from cvlab.records.folders import create_run_dir, default_run_parent, run_folders
 from cvlab.records.plan import Plan, read_plan, write_plan
-from cvlab.reproduce.catalog import Catalog, Item, MeasureContext, evaluate, load_catalog
+from cvlab.records.reader import RunFolder
+from cvlab.reproduce.catalog import (
+    Catalog,
+    Evaluation,
+    Item,
+    MeasureContext,
+    evaluate,
+    load_catalog,
+)
 from cvlab.reproduce.report import dump_reproduction, load_reproduction, tally, write_report
 from cvlab.run.sweep import Work, make_plan, resume_work
 
@@ -52,8 +68,11 @@ class Setup:
     plan: Plan
     jobs_of: dict[str, list[int]]  # run set -> its planned job numbers
     work: Work
+    unavailable: dict[str, str] = field(default_factory=dict)  # run set -> why it cannot run
     configs: dict[int, TrainConfig] = field(default_factory=dict)  # planned job -> config
     started: str = ""
+    implementation: Any = None  # impl=: the student's code (cvlab.impl.remote), run in workers
+    impl_runs: set[str] = field(default_factory=set)  # run sets that train the student's class
 
 
 def prepare(cfg: ReproduceConfig) -> Setup:
@@ -65,7 +84,10 @@ def prepare(cfg: ReproduceConfig) -> Setup:
     except ValueError as err:
         raise UserError(f"part={cfg.part}: {err}") from None
     profile = resolve_profile(cfg.profile)
-    jobs, jobs_of = plan_jobs(catalog, profile, device_overrides(cfg))
+    swaps = implementation_models(cfg.impl)
+    unavailable = missing_data(catalog, profile)
+    jobs, jobs_of, impl_runs = plan_jobs(catalog, profile, device_overrides(cfg), swaps,
+                                         gpu=has_gpu(cfg, profile), skip=set(unavailable))
     plan = make_plan("train", [], jobs)
     wanted = sorted({number for item in items if profile in item.profiles
                      for name in item.run_names for number in jobs_of.get(name, [])})
@@ -76,9 +98,49 @@ def prepare(cfg: ReproduceConfig) -> Setup:
         work = resume_work(folder, earlier, jobs, allow_changes=False, on_change="run",
                            numbers=wanted)
     return Setup(cfg=cfg, profile=profile, catalog=catalog, items=items, folder=folder,
-                 plan=plan, jobs_of=jobs_of, work=work,
+                 plan=plan, jobs_of=jobs_of, work=work, unavailable=unavailable,
                  configs={number: cfg for number, (_, cfg) in enumerate(jobs)},
-                 started=datetime.datetime.now().isoformat(timespec="seconds"))
+                 started=datetime.datetime.now().isoformat(timespec="seconds"),
+                 implementation=_implementation(cfg, folder), impl_runs=impl_runs)
+
+
+# cvlab's model options and the options that train a student's class instead (cvlab.models.
+# impl_nets), with the class that must be in their folder.
+IMPL_OPTIONS = {"fc": ("impl_fc", "FullyConnectedNet"),
+                "bn_fc": ("impl_bn_fc", "FullyConnectedNet"),
+                "ln_fc": ("impl_ln_fc", "FullyConnectedNet"),
+                "dropout_fc": ("impl_dropout_fc", "FullyConnectedNet"),
+                "cnn": ("impl_cnn", "ThreeLayerConvNet")}
+
+
+def implementation_models(impl: str | None) -> dict[str, list[str]]:
+    """impl=: cvlab's model option -> the overrides that train the student's class instead,
+    for the classes their folder holds (told by its files, without importing them: a single
+    layers.py must define the class itself)."""
+    if impl is None:
+        return {}
+    from cvlab.impl.course import digest, find_layout
+
+    layout = find_layout(impl)
+    swaps = {}
+    for option, (impl_option, name) in IMPL_OPTIONS.items():
+        path = layout.file_of(layout.module_of(name))
+        if path.is_file() and (layout.package or f"class {name}" in path.read_text()):
+            swaps[option] = [f"model={impl_option}", f"model.impl={layout.folder}",
+                             f"model.impl_digest={digest(layout)}"]
+    return swaps
+
+
+def _implementation(cfg: ReproduceConfig, folder: Path) -> Any:
+    """impl=: the student's code, run in worker processes (their output in the folder's
+    impl_output.log); None without impl=."""
+    if cfg.impl is None:
+        return None
+    from cvlab.impl.course import find_layout
+    from cvlab.impl.remote import Implementation
+
+    return Implementation(find_layout(cfg.impl), folder / "impl_output.log", cfg.timeout_s,
+                          cfg.memory_gb)
 
 
 def _catalog() -> Catalog:
@@ -111,27 +173,61 @@ def device_overrides(cfg: ReproduceConfig) -> tuple[list[str], list[str]]:
     return threads, name
 
 
-def plan_jobs(catalog: Catalog, profile: str, device: tuple[list[str], list[str]]
-              ) -> tuple[list[tuple[list[str], TrainConfig]], dict[str, list[int]]]:
-    """Every run set the profile runs, expanded into its jobs (composed and checked), in
-    catalog order; and each run set's job numbers. `device`: overrides for every run, and for
-    the runs whose family uses a device (device_overrides)."""
+def has_gpu(cfg: ReproduceConfig, profile: str) -> bool:
+    """Whether the full profile's runs get a GPU (device=cpu: no; otherwise: when torch finds
+    one). The quick profile asks nothing: it runs no GPU recipe."""
+    if profile != "full" or cfg.device.name == "cpu":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def missing_data(catalog: Catalog, profile: str) -> dict[str, str]:
+    """The run sets whose data the profile needs and this machine lacks, and why."""
+    if profile != "full":
+        return {}
+    from cvlab.data.coco import find_coco
+    from cvlab.paths import dataset_root
+
+    return {name: (f"COCO captioning is not at {dataset_root('coco', None)}; `cvlab data "
+                   "fetch dataset=coco` gets it") for name, run_set in catalog.runs.items()
+            if run_set.needs == "coco" and find_coco(None) is None}
+
+
+def plan_jobs(catalog: Catalog, profile: str, device: tuple[list[str], list[str]],
+              swaps: dict[str, list[str]] | None = None, gpu: bool = True,
+              skip: set[str] | None = None
+              ) -> tuple[list[tuple[list[str], TrainConfig]], dict[str, list[int]], set[str]]:
+    """Every run set the profile runs (but those in `skip`), expanded into its jobs (composed
+    and checked), in catalog order; each run set's job numbers; the run sets that train a
+    student's class. `device`: overrides for every run, and for the runs whose family uses a
+    device (device_overrides); `swaps`: cvlab's model option -> the overrides that train the
+    student's class instead (implementation_models); `gpu`: whether the full profile's GPU
+    recipes can run (else their CPU variants)."""
     from cvlab.config.compose import compose_plan, hydra_context
 
     jobs: list[tuple[list[str], TrainConfig]] = []
     jobs_of: dict[str, list[int]] = {}
+    swapped: set[str] = set()
     with hydra_context() as hydra:
         for name, run_set in catalog.runs.items():
-            overrides = run_set.command(profile)
-            if overrides is None:
+            overrides = run_set.command(profile, gpu)
+            if overrides is None or name in (skip or ()):
                 continue
             overrides = [*overrides, f"tags=[{COMMAND}_{name}]", *device[0]]
-            composed = compose_plan("train", overrides, False, hydra).jobs
+            plan = compose_plan("train", overrides, False, hydra)
+            option = str(plan.base.hydra.runtime.choices.get("model"))
+            if swaps and option in swaps:
+                overrides = [*overrides, *swaps[option]]
+                plan = compose_plan("train", overrides, False, hydra)
+                swapped.add(name)
+            composed = plan.jobs
             if device[1] and _uses_device(composed[0][1]):
                 composed = compose_plan("train", [*overrides, *device[1]], False, hydra).jobs
             jobs_of[name] = list(range(len(jobs), len(jobs) + len(composed)))
             jobs += [(list(job), cfg) for job, cfg in composed]
-    return jobs, jobs_of
+    return jobs, jobs_of, swapped
 
 
 def _uses_device(cfg: TrainConfig) -> bool:
@@ -147,15 +243,20 @@ def _folder(cfg: ReproduceConfig, profile: str) -> tuple[Path, Plan | None]:
     if not cfg.rerun:
         for folder, _ in reversed(run_folders(root, COMMAND)):
             earlier = _earlier(folder)
-            if earlier is not None and earlier[0] == profile:
+            if earlier is not None and earlier[0] == (profile, _impl_folder(cfg.impl)):
                 return folder.resolve(), earlier[1]
     parent = default_run_parent(root, COMMAND, multirun=False)
     return create_run_dir(parent).resolve(), None
 
 
-def _earlier(folder: Path) -> tuple[str, Plan] | None:
-    """(profile, plan) of an earlier reproduction folder; None for a folder without both (an
-    empty one); UserError for one whose records are not cvlab's."""
+def _impl_folder(impl: str | None) -> str | None:
+    return None if impl is None else str(Path(impl).expanduser().resolve())
+
+
+def _earlier(folder: Path) -> tuple[tuple[str, str | None], Plan] | None:
+    """((profile, implementation folder or None), plan) of an earlier reproduction folder;
+    None for a folder without both (an empty one); UserError for one whose records are not
+    cvlab's."""
     if not (folder / "reproduction.json").is_file():
         return None
     try:
@@ -164,7 +265,9 @@ def _earlier(folder: Path) -> tuple[str, Plan] | None:
     except RecordError as err:
         raise UserError(f"the last reproduction, {folder}, cannot be continued: {err}; "
                         "rerun=true starts a new one") from None
-    return (str(reproduction["profile"]), plan) if plan is not None else None
+    implementation = reproduction.get("implementation")
+    folder_of = implementation.get("folder") if isinstance(implementation, dict) else None
+    return ((str(reproduction["profile"]), folder_of), plan) if plan is not None else None
 
 
 def write_setup(setup: Setup) -> None:
@@ -178,12 +281,18 @@ def conclude(setup: Setup, wall_time_s: float, interrupted: str | None = None
     reproduction. Items whose runs did not finish are not_run."""
     context = MeasureContext(profile=setup.profile, out_dir=setup.folder / FIGURES,
                              run_folders={name: [setup.folder / str(n) for n in numbers]
-                                          for name, numbers in setup.jobs_of.items()})
+                                          for name, numbers in setup.jobs_of.items()},
+                             implementation=setup.implementation)
     rows, seconds = [], {}
-    for item in setup.items:
-        started = time.perf_counter()
-        rows.append(_row(item, evaluate(item, context), setup))
-        seconds[item.notebook] = seconds.get(item.notebook, 0.0) + time.perf_counter() - started
+    try:
+        for item in setup.items:
+            started = time.perf_counter()
+            rows.append(_measured_row(item, context, setup))
+            seconds[item.notebook] = (seconds.get(item.notebook, 0.0) + time.perf_counter()
+                                      - started)
+    finally:
+        if setup.implementation is not None:
+            setup.implementation.close()
     reproduction = {
         "format": 1, "command": COMMAND, "profile": setup.profile, "parts": list(setup.cfg.part),
         "started": setup.started, "wall_time_s": round(wall_time_s, 1),
@@ -191,11 +300,58 @@ def conclude(setup: Setup, wall_time_s: float, interrupted: str | None = None
         "notebooks": _notebooks(rows, seconds, setup),
         "items": rows,
     }
+    if setup.implementation is not None:
+        from cvlab.impl.course import digest
+
+        layout = setup.implementation.layout
+        reproduction["implementation"] = {"folder": str(layout.folder), "digest": digest(layout)}
     if interrupted:
         reproduction["interrupted"] = interrupted
     dump_reproduction(setup.folder, reproduction)
     write_report(setup.folder, reproduction)
     return reproduction
+
+
+def _measured_row(item: Item, context: MeasureContext, setup: Setup) -> dict[str, Any]:
+    """The item measured and judged (with impl=: within timeout_s, marked by whose code its
+    value came from)."""
+    unfinished = _unfinished(item, setup)
+    if unfinished:
+        return _row(item, Evaluation("not_run", detail=unfinished), setup)
+    impl = setup.implementation
+    if impl is None:
+        return _row(item, evaluate(item, context), setup)
+    impl.used.clear()
+    impl.borrowed.clear()
+    with impl.limit(setup.cfg.timeout_s):
+        row = _row(item, evaluate(item, context), setup)
+    row["implementation"] = whose(item, impl.used, impl.borrowed, setup.impl_runs)
+    return row
+
+
+def _unfinished(item: Item, setup: Setup) -> str | None:
+    """Why the item's runs cannot be judged (data missing here, a run interrupted or never
+    started), or None: a run that failed is judged (a failure is a result)."""
+    if setup.profile not in item.profiles:
+        return None
+    for name in item.run_names:
+        if name in setup.unavailable:
+            return setup.unavailable[name]
+        for number in setup.jobs_of.get(name, []):
+            summary = _summary(RunFolder(setup.folder / str(number)))
+            status = summary.status if summary is not None else "not_started"
+            if status in ("interrupted", "stopped", "running", "not_started"):
+                return f"its run {number} ({name}) is {status.replace('_', ' ')}"
+    return None
+
+
+def whose(item: Item, used: set[str], borrowed: set[str], impl_runs: set[str]) -> str:
+    """"yours" when the item's value came from the student's code (their functions, or runs
+    of their class), "cvlab's" when from cvlab's alone, "mixed" when from both."""
+    mine = bool(used) or any(name in impl_runs for name in item.run_names)
+    theirs = bool(borrowed) or any(name not in impl_runs for name in item.run_names) \
+        or not (used or item.run_names)
+    return "mixed" if mine and theirs else ("yours" if mine else "cvlab's")
 
 
 def _row(item: Item, result: Any, setup: Setup) -> dict[str, Any]:
