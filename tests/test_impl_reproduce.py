@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import TINY_DATA
 from impl_fixtures import course_folder
@@ -27,6 +28,29 @@ ANNOUNCED_NET = """
             print("the student's FullyConnectedNet", hidden_dims, kwargs["normalization"])
             super().__init__(hidden_dims, **kwargs)
 """
+
+# The course's CaptioningRNN takes torch tensors and its sample returns one.
+TENSOR_CAPTIONER = """
+    import torch
+    from cvlab.models.nets.captioning import CaptioningRNN as _CorrectRNN
+
+    class CaptioningRNN(_CorrectRNN):
+        def __init__(self, word_to_idx, **kwargs):
+            print("the student's CaptioningRNN", kwargs["cell_type"], kwargs["hidden_dim"])
+            super().__init__(word_to_idx, **kwargs)
+
+        def loss(self, features, captions):
+            assert isinstance(features, torch.Tensor) and features.dtype == self.dtype
+            assert isinstance(captions, torch.Tensor) and captions.dtype == torch.long
+            return super().loss(features, captions)
+
+        def sample(self, features, max_length=30):
+            assert isinstance(features, torch.Tensor)
+            return torch.from_numpy(super().sample(features, max_length))
+"""
+CAPTIONS = ["dataset=shapes_captions", "dataset.shapes_train=40", "dataset.shapes_val=10",
+            "model.hidden_dim=16", "model.wordvec_dim=8", "model.max_length=8", "epochs=2",
+            "batch_size=20", "train_eval_samples=10", "val_eval_samples=10", "progress=false"]
 
 
 def reproduction_of(root: Path) -> dict:
@@ -100,3 +124,80 @@ def test_an_impl_model_without_its_folder_is_refused_before_any_work(cvlab, tmp_
     assert result.returncode == 2
     assert "set model.impl=<the folder that holds your cs231n/ package>" in result.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+def test_the_students_captioner_trains_on_the_cpu_as_cvlabs_would(cvlab_script, tmp_path):
+    # their class is cvlab's under the course's name: the same seed draws the same weights, so
+    # the runs' losses are equal; the solver hands it tensors and reads its tensor of ids
+    root = course_folder(tmp_path / "mine", {"classifiers/rnn_pytorch.py": TENSOR_CAPTIONER})
+    env = {"CVLAB_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    summaries = {}
+    for name, model in (("yours", ["model=impl_caption_lstm", f"model.impl={root}"]),
+                        ("cvlabs", ["model=caption_lstm"])):
+        result = cvlab_script("train", *model, *CAPTIONS, "device=cpu",
+                              f"outputs_root={tmp_path / name}", env=env)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+        assert ("the student's CaptioningRNN lstm 16" in result.stdout) == (name == "yours")
+        (run_dir,) = (tmp_path / name / "train").glob("*/*")
+        summaries[name] = json.loads((run_dir / "summary.json").read_text())
+        assert json.loads((run_dir / "samples.json").read_text())["splits"]["val"]
+    yours, cvlabs = summaries["yours"], summaries["cvlabs"]
+    assert (yours["status"], yours["model_type"]) == ("completed", "impl_captioning")
+    assert yours["device"].startswith("cpu")
+    assert yours["metrics"]["final_loss"] == pytest.approx(cvlabs["metrics"]["final_loss"],
+                                                           rel=1e-5)
+    assert yours["metrics"]["val_bleu1"] == pytest.approx(cvlabs["metrics"]["val_bleu1"])
+
+
+def test_the_students_captioner_is_refused_on_a_gpu_before_any_work(cvlab, tmp_path):
+    root = course_folder(tmp_path / "mine")
+    result = cvlab("train", "model=impl_caption_rnn", f"model.impl={root}", *CAPTIONS,
+                   "device=cuda")
+    assert result.returncode == 2
+    assert "trains your CaptioningRNN on the CPU" in result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_the_adapter_hands_tensors_and_restores_a_checkpoint_in_place():
+    import numpy as np
+    import torch
+
+    from cvlab.errors import UserError
+    from cvlab.models.impl_nets import YourCaptioner
+    from cvlab.models.nets.captioning import CaptioningRNN
+
+    words = {"<NULL>": 0, "<START>": 1, "<END>": 2, "a": 3, "b": 4}
+    net = CaptioningRNN(words, input_dim=6, wordvec_dim=4, hidden_dim=5,
+                        generator=torch.Generator().manual_seed(0))
+    captioner = YourCaptioner(net, torch.float32)
+    features = np.random.RandomState(0).randn(3, 6).astype(np.float32)
+    captions = np.array([[1, 3, 4, 2, 0]] * 3)
+    before = captioner.loss(features, captions).item()
+    saved = {name: value.detach().clone() for name, value in captioner.params.items()}
+    with torch.no_grad():
+        for value in captioner.params.values():
+            value.add_(1.0)
+    assert captioner.loss(features, captions).item() != pytest.approx(before)
+    captioner.load_state_dict(saved)
+    assert captioner.loss(features, captions).item() == pytest.approx(before, rel=1e-7)
+    ids = captioner.sample(features, max_length=4)
+    assert ids.shape == (3, 4) and ids.dtype == np.int64
+    with pytest.raises(ValueError, match="the checkpoint holds params"):
+        captioner.load_state_dict({"W_proj": saved["W_proj"]})
+    net.params = {name: value.detach() for name, value in net.params.items()}
+    with pytest.raises(UserError, match="self.params must be a dict of torch tensors"):
+        YourCaptioner(net, torch.float32)
+
+
+@pytest.mark.slow
+def test_the_captioning_part_trains_the_students_captioner(cvlab, tmp_path):
+    root = course_folder(tmp_path / "mine", {"classifiers/rnn_pytorch.py": TENSOR_CAPTIONER})
+    result = cvlab("reproduce", "part=captioning", "profile=quick", f"impl={root}")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    assert "the student's CaptioningRNN rnn 512" in result.stdout  # in a joblib worker
+    items = {item["id"]: item for item in reproduction_of(tmp_path)["items"]}
+    for key in ("captioning.overfit.final_loss", "captioning.overfit.train_samples"):
+        assert (items[key]["verdict"], items[key]["implementation"]) == ("held", "yours")
+    (config,) = (tmp_path / "outputs" / "reproduce").glob("*/*/*/config.yaml")
+    assert yaml.safe_load(config.read_text())["model"]["type"] == "impl_captioning"
+    assert no_student_module_here()

@@ -1,9 +1,10 @@
 """Model types that train a student's own classes: `model=impl_fc` (and impl_bn_fc, impl_ln_fc,
 impl_dropout_fc) builds their FullyConnectedNet, `model=impl_cnn` their ThreeLayerConvNet,
-from `model.impl=<folder>` (the folder holding cs231n/, cvlab.impl.course), with the course's
-signature and every other field as model=fc / model=cnn. The course's Solver then trains them
-like cvlab's own (the numpy family); run folders record model.impl and model.impl_digest (which
-code trained them).
+`model=impl_caption_rnn|impl_caption_lstm` their CaptioningRNN, from `model.impl=<folder>` (the
+folder holding cs231n/, cvlab.impl.course), with the course's signature and every other field
+as model=fc / cnn / caption_rnn. The course's Solver (the numpy family) or CaptioningSolver (the
+captioning family, on the CPU as the course's solver runs it) then trains them like cvlab's
+own; run folders record model.impl and model.impl_digest (which code trained them).
 
 Their code runs in the process of the job that builds the model: `cvlab train model=impl_fc`
 runs it in that command's process, a sweep in the launcher's workers (joblib, submitit), and
@@ -21,13 +22,39 @@ import numpy as np
 
 from cvlab.config.train import ModelConfig, TrainConfig
 from cvlab.errors import UserError
+from cvlab.families import Announce, Build, Prepared
+from cvlab.families.captioning import CaptioningFamily
 from cvlab.families.numpy import NumpyFamily
 from cvlab.impl.course import COURSE, find_layout, load_class
+from cvlab.models.captioning import CaptioningConfig
 from cvlab.models.cnn import ThreeLayerConvNetConfig
 from cvlab.models.fc_net import FullyConnectedNetConfig
 from cvlab.models.registry import ModelSpec, register
 
-CLASS_OF = {"impl_fc_net": "FullyConnectedNet", "impl_cnn": "ThreeLayerConvNet"}
+CLASS_OF = {"impl_fc_net": "FullyConnectedNet", "impl_cnn": "ThreeLayerConvNet",
+            "impl_captioning": "CaptioningRNN"}
+
+
+@dataclass
+class ImplConfig(ModelConfig):
+    """The fields of every model type that trains a student's class."""
+
+    impl: str = ""  # your folder (required)
+    impl_digest: str = ""  # a digest of your code (recorded by cvlab reproduce impl=)
+
+
+def check_folder(model: ModelConfig) -> None:
+    """The student's folder and the file of the class `model` trains are there (nothing of
+    theirs is imported); UserError (one line) otherwise."""
+    folder = model.impl if isinstance(model, ImplConfig) else ""
+    if not folder:
+        raise UserError(f"model.type={model.type} trains your own class: set model.impl="
+                        "<the folder that holds your cs231n/ package>")
+    layout = find_layout(folder)
+    module = layout.module_of(CLASS_OF[model.type])
+    if not layout.file_of(module).is_file():
+        raise UserError(f"model.impl={folder}: {layout.display(module)} is not there "
+                        f"(model.type={model.type} trains its {CLASS_OF[model.type]})")
 
 
 class ImplNumpyFamily(NumpyFamily):
@@ -35,37 +62,51 @@ class ImplNumpyFamily(NumpyFamily):
 
     def preflight(self, cfg: TrainConfig, model: ModelConfig) -> None:
         super().preflight(cfg, model)
-        folder = getattr(model, "impl", "")
-        if not folder:
-            raise UserError(f"model.type={model.type} trains your own class: set model.impl="
-                            "<the folder that holds your cs231n/ package>")
-        layout = find_layout(folder)
-        module = layout.module_of(CLASS_OF[model.type])
-        if not layout.file_of(module).is_file():
-            raise UserError(f"model.impl={folder}: {layout.display(module)} is not there "
-                            f"(model.type={model.type} trains its {CLASS_OF[model.type]})")
+        check_folder(model)
+
+
+class ImplCaptioningFamily(CaptioningFamily):
+    """The captioning family on the CPU (the course's CaptioningRNN makes its tensors there),
+    whose preflight also finds the student's folder and class file."""
+
+    def preflight(self, cfg: TrainConfig, model: ModelConfig) -> None:
+        if cfg.device.name not in ("auto", "cpu"):
+            raise UserError(f"device.name={cfg.device.name}: model.type={model.type} trains "
+                            "your CaptioningRNN on the CPU, as the course's solver does; use "
+                            "device.name=cpu (or auto)")
+        check_folder(model)
+
+    def prepare(self, cfg: TrainConfig, model: ModelConfig, build: Build,
+                announce: Announce) -> Prepared:
+        on_cpu = replace(cfg, device=replace(cfg.device, name="cpu"))
+        return super().prepare(on_cpu, model, build, announce)
 
 
 IMPL_NUMPY = ImplNumpyFamily()
+IMPL_CAPTIONING = ImplCaptioningFamily()
 
 
 @dataclass
-class ImplFullyConnectedNetConfig(FullyConnectedNetConfig):
+class ImplFullyConnectedNetConfig(FullyConnectedNetConfig, ImplConfig):
     """`model=impl_fc|impl_bn_fc|impl_ln_fc|impl_dropout_fc`: your FullyConnectedNet (impl:
     the folder holding cs231n/, or a layers.py defining it), the fields of model=fc."""
 
     type: str = "impl_fc_net"
-    impl: str = ""  # your folder (required)
-    impl_digest: str = ""  # a digest of your code (recorded by cvlab reproduce impl=)
 
 
 @dataclass
-class ImplThreeLayerConvNetConfig(ThreeLayerConvNetConfig):
+class ImplThreeLayerConvNetConfig(ThreeLayerConvNetConfig, ImplConfig):
     """`model=impl_cnn`: your ThreeLayerConvNet (impl: your folder), the fields of model=cnn."""
 
     type: str = "impl_cnn"
-    impl: str = ""  # your folder (required)
-    impl_digest: str = ""  # a digest of your code (recorded by cvlab reproduce impl=)
+
+
+@dataclass
+class ImplCaptioningConfig(CaptioningConfig, ImplConfig):
+    """`model=impl_caption_rnn|impl_caption_lstm`: your CaptioningRNN (impl: your folder), the
+    fields of model=caption_rnn."""
+
+    type: str = "impl_captioning"
 
 
 def _declare_buffers(net: Any) -> Any:
@@ -100,6 +141,70 @@ def build_cnn(cfg: ImplThreeLayerConvNetConfig, input_shape: tuple[int, ...], nu
         reg=cfg.reg, dtype=np.dtype(cfg.dtype).type))
 
 
+class YourCaptioner:
+    """cvlab's CaptioningSolver's model (CaptionModel) over a student's CaptioningRNN: the
+    minibatches go in as torch tensors (features in the model's dtype, captions as int64), as
+    the course's CaptioningSolverPytorch hands them; sampled word ids (N, T) come back as a
+    numpy array; a checkpoint's params are copied into theirs in place."""
+
+    def __init__(self, net: Any, dtype: Any) -> None:
+        import torch
+
+        params = getattr(net, "params", None)
+        if not isinstance(params, dict) or not params or not all(
+                isinstance(value, torch.Tensor) and value.requires_grad
+                for value in params.values()):
+            raise UserError("your CaptioningRNN: self.params must be a dict of torch tensors "
+                            "with requires_grad (the course's W_proj, b_proj, W_embed, Wx, Wh, "
+                            "b, W_vocab, b_vocab)")
+        self.net, self.params, self.dtype = net, params, dtype
+
+    def loss(self, features: np.ndarray, captions: np.ndarray) -> Any:
+        import torch
+
+        loss = self.net.loss(torch.as_tensor(features, dtype=self.dtype),
+                             torch.as_tensor(captions, dtype=torch.long))
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise UserError("your CaptioningRNN.loss must return the loss as a one-element "
+                            f"torch tensor; it returned {type(loss).__name__}")
+        return loss.reshape(())
+
+    def sample(self, features: np.ndarray, max_length: int = 30) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            ids = self.net.sample(torch.as_tensor(features, dtype=self.dtype),
+                                  max_length=max_length)
+        ids = ids.detach().cpu().numpy() if isinstance(ids, torch.Tensor) else np.asarray(ids)
+        return ids.astype(np.int64)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        import torch
+
+        if set(state) != set(self.params):
+            raise ValueError(f"the checkpoint holds params {sorted(state)}, your CaptioningRNN "
+                             f"{sorted(self.params)}")
+        with torch.no_grad():
+            for name, value in state.items():
+                self.params[name].copy_(value)
+
+
+def build_captioner(cfg: ImplCaptioningConfig, word_to_idx: dict[str, int], input_dim: int,
+                    seed: int, device: Any) -> YourCaptioner:
+    """Your CaptioningRNN for `input_dim`-d features, called with the course's arguments; its
+    weights come from torch's global RNG, seeded with `seed` first (as the notebook seeds it).
+    It stays on the CPU (the family's device)."""
+    import torch
+
+    cls = load_class(cfg.impl, "CaptioningRNN")
+    dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    net = cls(word_to_idx, input_dim=input_dim, wordvec_dim=cfg.wordvec_dim,
+              hidden_dim=cfg.hidden_dim, cell_type=cfg.cell_type, dtype=dtype)
+    return YourCaptioner(net, dtype)
+
+
 def _without_normalization(cfg: ImplFullyConnectedNetConfig) -> ImplFullyConnectedNetConfig | None:
     return replace(cfg, normalization="none") if cfg.normalization != "none" else None
 
@@ -111,3 +216,5 @@ FC_SPEC = register(ModelSpec(name="impl_fc_net", family=IMPL_NUMPY,
 CNN_SPEC = register(ModelSpec(name="impl_cnn", family=IMPL_NUMPY,
                               schema=ImplThreeLayerConvNetConfig, build=build_cnn,
                               plot_hooks=("filters",)))
+CAPTION_SPEC = register(ModelSpec(name="impl_captioning", family=IMPL_CAPTIONING,
+                                  schema=ImplCaptioningConfig, build=build_captioner))

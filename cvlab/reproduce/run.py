@@ -14,13 +14,13 @@ resolved config is unchanged and that completed is kept, an interrupted one cont
 checkpoint, a changed, failed or missing one runs (the mechanism of a resumed sweep,
 cvlab.run.sweep). `rerun=true` starts a new folder.
 
-With `impl=<folder>` (a student's code) the runs of cvlab's FullyConnectedNet and
-ThreeLayerConvNet train theirs instead (model=impl_*: the jobs record model.impl and a digest
-of their code, so a change of their code reruns the jobs), launched in the launcher's worker
-processes; the in-process measures use their functions and classes through a worker process
-(cvlab.impl.remote), cvlab's where their folder has none; every item says whose code its value
-came from ("implementation": yours, cvlab's or mixed). Only a reproduction of the same folder
-is continued.
+With `impl=<folder>` (a student's code) the runs of cvlab's FullyConnectedNet,
+ThreeLayerConvNet and CaptioningRNN train theirs instead (model=impl_*: the jobs record
+model.impl and a digest of their code, so a change of their code reruns the jobs), launched in
+the launcher's worker processes; the in-process measures use their functions and classes
+through a worker process (cvlab.impl.remote), cvlab's where their folder has none; every item
+says whose code its value came from ("implementation": yours, cvlab's or mixed). Only a
+reproduction of the same folder is continued.
 """
 
 from __future__ import annotations
@@ -110,7 +110,9 @@ IMPL_OPTIONS = {"fc": ("impl_fc", "FullyConnectedNet"),
                 "bn_fc": ("impl_bn_fc", "FullyConnectedNet"),
                 "ln_fc": ("impl_ln_fc", "FullyConnectedNet"),
                 "dropout_fc": ("impl_dropout_fc", "FullyConnectedNet"),
-                "cnn": ("impl_cnn", "ThreeLayerConvNet")}
+                "cnn": ("impl_cnn", "ThreeLayerConvNet"),
+                "caption_rnn": ("impl_caption_rnn", "CaptioningRNN"),
+                "caption_lstm": ("impl_caption_lstm", "CaptioningRNN")}
 
 
 def implementation_models(impl: str | None) -> dict[str, list[str]]:
