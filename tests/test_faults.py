@@ -6,11 +6,13 @@ traceback, no temporary file left, no summary stuck at `running`, nothing execut
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
+import time
 import zipfile
 from pathlib import Path
 
@@ -39,10 +41,14 @@ def test_a_signal_ends_a_run_as_interrupted_with_its_checkpoint_intact(tmp_path,
     assert not list(run_dir.rglob("*.tmp"))
 
 
-@pytest.mark.parametrize("whole_group", [True, False], ids=["ctrl-c", "sigterm-to-parent"])
-def test_an_interrupted_parallel_sweep_records_every_job_and_its_summary(tmp_path, whole_group):
+@pytest.mark.parametrize("launcher, whole_group", [
+    ("joblib", True), ("joblib", False), ("submitit_local", False)],
+    ids=["joblib-ctrl-c", "joblib-sigterm-to-parent", "submitit_local-sigterm-to-parent"])
+def test_an_interrupted_parallel_sweep_stops_every_job_and_records_it(tmp_path, launcher,
+                                                                     whole_group):
     process = start(tmp_path, "train", "model=bn_fc", "sweep=weight_scale", *TINY_DATA,
                     "epochs=100000", "batch_size=25", "print_every=1000000",
+                    f"launcher={launcher}",
                     "hydra.sweeper.params={model.weight_scale:'1e-3,1e-2,1e-1'}")
     wait_for("checkpoint.npz", tmp_path / "outputs", process)
     if whole_group:  # Ctrl-C in a terminal: SIGINT to every process of the group
@@ -52,15 +58,36 @@ def test_an_interrupted_parallel_sweep_records_every_job_and_its_summary(tmp_pat
     _, stderr = finish(process)
     assert process.returncode == (130 if whole_group else 143)
     assert "sweep summary in" in one_line(stderr)
+    assert processes_left(process.pid) == []  # no job trains on behind the summary's back
     (summary_path,) = (tmp_path / "outputs").rglob("sweep_summary.json")
     rows = json.loads(summary_path.read_text())
     # every planned job (3 scales x baseline or not) is listed: those that ran, and those the
-    # sweep never started (joblib runs one job per core: on 2 cores four wait)
+    # sweep never started
     assert [row["job"] for row in rows] == list(range(6))
     assert all(row["status"] in ("interrupted", "completed", "not_started") for row in rows)
     assert any(row["status"] == "interrupted" for row in rows)
     assert all("model.weight_scale=" in row["overrides"] for row in rows)
+    # the sweep's summary says what each job's own summary says
+    for row in rows:
+        own = summary_path.parent / str(row["job"]) / "summary.json"
+        assert (json.loads(own.read_text())["status"] if own.exists() else "not_started") \
+            == row["status"]
     assert not list((tmp_path / "outputs").rglob("*.tmp"))
+
+
+def processes_left(session: int, wait_s: float = 10.0) -> list[str]:
+    """The processes of a session (but zombies) still there after up to `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        left = []
+        for entry in Path("/proc").iterdir():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if entry.name.isdigit() and int(fields[3]) == session and fields[0] != "Z":
+                    left.append((entry / "cmdline").read_text().replace("\0", " "))
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
 
 
 def evil_npz(path: Path, marker: Path) -> None:

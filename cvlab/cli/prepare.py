@@ -168,15 +168,14 @@ def finish_interrupted(name: str, run_dir: Path | None, err: BaseException) -> i
     from cvlab.cli.words import fail
     from cvlab.records.files import SWEEP_PLAN
     from cvlab.records.folders import job_dirs
-    from cvlab.records.sweeps import close_interrupted_jobs, summarize_sweep
+    from cvlab.records.sweeps import summarize_sweep
 
     code = getattr(err, "exit_code", 130)
     if run_dir is not None and run_dir.is_dir() and (job_dirs(run_dir)
                                                      or (run_dir / SWEEP_PLAN).is_file()):
-        from cvlab.run.sweep import stop_jobs
+        from cvlab.run.sweep import stop_sweep
 
-        stop_jobs(run_dir)  # the jobs this sweep started end (and record it) before it does
-        close_interrupted_jobs(run_dir)
+        stop_sweep(run_dir)  # what this sweep started ends (and records it) before it does
         rows = summarize_sweep(run_dir)
         counts = ", ".join(f"{sum(r['status'] == s for r in rows)} {s}" for s in
                            sorted({r["status"] for r in rows}))

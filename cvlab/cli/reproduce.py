@@ -78,9 +78,8 @@ def _run_and_conclude(setup: Setup, launch: list[str], started: float) -> int:
     from cvlab.cli.app import run_jobs
     from cvlab.cli.prepare import plan_sweeper
     from cvlab.records.lock import acquire, release
-    from cvlab.records.sweeps import close_interrupted_jobs
     from cvlab.reproduce.run import conclude
-    from cvlab.run.sweep import stop_jobs
+    from cvlab.run.sweep import stop_sweep
     from cvlab.train.signals import Interrupted, signals_as_interrupts
 
     interrupted, code = None, 0
@@ -97,8 +96,7 @@ def _run_and_conclude(setup: Setup, launch: list[str], started: float) -> int:
                                    *plan_sweeper(setup.folder, setup.work.to_run)],
                          setup.folder, multirun=True)
         except Interrupted as err:
-            stop_jobs(setup.folder)
-            close_interrupted_jobs(setup.folder)
+            stop_sweep(setup.folder)
             interrupted, code = f"interrupted by {err}", err.exit_code
         finally:
             release(setup.folder)

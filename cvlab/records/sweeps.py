@@ -24,18 +24,21 @@ from cvlab.records.summary import RunSummary, read_summary, save_summary
 
 
 def close_interrupted_jobs(sweep_dir: Path) -> list[int]:
-    """After a sweep was interrupted (and its jobs on this host were stopped): mark its jobs
-    whose process is gone without saying how they ended, or without a summary (stopped while
-    starting), as `interrupted`, and remove the temporary files of writes that were cut short;
-    returns their numbers. A job whose process still runs (on another host) is left alone."""
+    """After a sweep was interrupted (and what it started on this host was stopped): mark its
+    jobs whose process is gone without saying how they ended, or without a summary (stopped
+    while starting), as `interrupted`, and remove the temporary files of their writes that
+    were cut short; returns their numbers. A job whose process still runs (on another host) is
+    left alone, its files too."""
     closed = []
     for job in job_dirs(sweep_dir):
+        summary = read_summary(job)
+        if summary is not None and summary.status == "running" and summary.pid is not None \
+                and process_alive(summary.pid, summary.host):
+            continue
         for stray in job.rglob(".*.tmp"):
             with contextlib.suppress(OSError):
                 stray.unlink()
-        summary = read_summary(job)
-        if summary is None or (summary.status == "running" and (
-                summary.pid is None or not process_alive(summary.pid, summary.host))):
+        if summary is None or summary.status == "running":
             summary = summary or RunSummary()
             summary.status = "interrupted"
             summary.error = summary.error or "the sweep was interrupted while this job ran"

@@ -30,6 +30,7 @@ from cvlab.errors import UserError
 from cvlab.records.files import CHECKPOINT_NAME, RecordError, flatten
 from cvlab.records.plan import Plan, PlannedJob
 from cvlab.records.reader import RunFolder
+from cvlab.records.sweeps import close_interrupted_jobs
 from cvlab.run.resume import RESUMABLE_CHANGES
 from cvlab.run.train import KEPT_STATUSES
 
@@ -149,17 +150,58 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def stop_jobs(sweep_dir: Path, timeout_s: float = 30.0) -> list[int]:
-    """Stop the sweep's jobs still running on this host (SIGTERM: each records itself
-    `interrupted` with its checkpoint intact), waiting up to `timeout_s` for them to end
-    (then SIGKILL); the numbers of the jobs stopped. Jobs running on other hosts (a cluster's
-    nodes) are left to run: their own records say how they end."""
-    import os
+# Processes a launcher keeps for its own bookkeeping (the resource trackers of multiprocessing
+# and loky): they end by themselves with this process, and releasing what they track is theirs.
+SERVICE_PROCESSES = ("resource_tracker", "semaphore_tracker")
+
+
+def stop_sweep(sweep_dir: Path, timeout_s: float = 30.0, grace_s: float = 5.0) -> list[int]:
+    """Stop what an interrupted sweep started on this host, then close its records
+    (close_interrupted_jobs); the numbers of the jobs closed as interrupted.
+
+    Every process this one started gets SIGTERM: a running job (its summary names its
+    process) records itself `interrupted` with its checkpoint intact, a launcher's worker or
+    controller ends or passes it on to its job. A process that is no running job (a job still
+    starting has nothing to lose yet) and outlives `grace_s` gets SIGKILL, and so does
+    anything still there after `timeout_s`. Processes are followed by pid once seen, so a job
+    whose controller was killed is still waited for. Jobs on other hosts (a cluster's nodes)
+    are left to run: their own records say how they end."""
     import signal
     import time
 
+    from cvlab.records.processes import command_line, descendants, host_name, process_alive
+
+    seen: set[int] = set()
+    told: dict[int, float] = {}  # pid -> when it got SIGTERM
+    told_as_job: set[int] = set()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        now = time.monotonic()
+        seen |= {pid for pid in descendants()
+                 if not any(name in command_line(pid) for name in SERVICE_PROCESSES)}
+        jobs = set(_running_here(sweep_dir).values())
+        alive = [pid for pid in seen | jobs if process_alive(pid, host_name())]
+        if not alive:
+            break
+        for pid in alive:
+            if pid not in told or (pid in jobs and pid not in told_as_job):
+                _signal(pid, signal.SIGTERM)  # a job started since: its own handler now
+                told.setdefault(pid, now)
+                told_as_job |= {pid} & jobs
+            elif (pid not in jobs and now - told[pid] > grace_s) or now > deadline:
+                _signal(pid, signal.SIGKILL)
+        if now > deadline + 1.0:
+            break
+        time.sleep(0.1)
+    return close_interrupted_jobs(sweep_dir)
+
+
+def _running_here(sweep_dir: Path) -> dict[int, int]:
+    """Job number -> process of the sweep's jobs whose summary says they run on this host."""
+    import os
+
     from cvlab.records.folders import job_dirs
-    from cvlab.records.processes import host_name, process_alive
+    from cvlab.records.processes import host_name
 
     running = {}
     for job in job_dirs(sweep_dir):
@@ -170,17 +212,14 @@ def stop_jobs(sweep_dir: Path, timeout_s: float = 30.0) -> list[int]:
         if summary is not None and summary.status == "running" and summary.host == host_name() \
                 and isinstance(summary.pid, int) and summary.pid != os.getpid():
             running[int(job.name)] = summary.pid
-    for pid in running.values():
-        with _ignored_lookup():
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while any(process_alive(pid, host_name()) for pid in running.values()) \
-            and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for pid in running.values():
-        with _ignored_lookup():
-            os.kill(pid, signal.SIGKILL)
-    return sorted(running)
+    return running
+
+
+def _signal(pid: int, signum: int) -> None:
+    import os
+
+    with _ignored_lookup():
+        os.kill(pid, signum)
 
 
 def _ignored_lookup() -> contextlib.AbstractContextManager:

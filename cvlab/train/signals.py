@@ -39,7 +39,9 @@ def signals_as_interrupts() -> Iterator[None]:
 
     Python drops an exception raised where it cannot propagate (a finalizer such as
     ZipFile.__del__ running when the signal arrives); the signal is therefore also recorded,
-    and the training loop raises it at its next update (`raise_if_interrupted`).
+    and the training loop raises it at its next update (`raise_if_interrupted`). A second
+    signal (Ctrl-C pressed twice, a launcher passing SIGTERM on) is recorded, not raised: the
+    first one's records are being written.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -47,7 +49,8 @@ def signals_as_interrupts() -> Iterator[None]:
 
     def handler(signum: int, frame: Any) -> None:
         _requested.append(signum)
-        raise Interrupted(signum)
+        if len(_requested) == 1:  # a second signal would cut short the records of the first
+            raise Interrupted(signum)
 
     def unraisable(info: Any) -> None:  # an Interrupted dropped in a finalizer: no traceback
         if not isinstance(info.exc_value, Interrupted):
