@@ -1,14 +1,40 @@
 """Arrays as images: the first-layer conv filters of a model's weights, tiled into one picture
-(what `cvlab plot` draws and the TensorBoard logger shows)."""
+(what `cvlab plot` draws and the TensorBoard logger shows); image files a run names, read as
+arrays."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cvlab.errors import UserError
 from cvlab.records.state import as_array
+
+
+def read_image(name: str, option: str = "model.images") -> np.ndarray:
+    """The image file `name` as RGB uint8 (H, W, 3), decoded by Pillow; UserError (one line
+    naming `option`) for a missing, unreadable, damaged or oversized file."""
+    from PIL import Image, UnidentifiedImageError
+
+    file = Path(name).expanduser()
+    if not file.is_file():
+        raise UserError(f"{option}: {name} is not a file; pass paths of image files, "
+                        "e.g. model.images=[a.jpg,b.png]")
+    try:
+        with Image.open(file) as image:
+            return np.asarray(image.convert("RGB"))
+    except UnidentifiedImageError:
+        raise UserError(f"{option}: {name} is not an image Pillow can read (PNG, JPEG, "
+                        "...)") from None
+    except Image.DecompressionBombError as err:
+        raise UserError(f"{option}: {name} is too large to read as an image "
+                        f"({err})") from None
+    except OSError as err:  # unreadable (permissions), or a damaged image file
+        raise UserError(f"{option}: cannot read {name} as an image "
+                        f"({err.strerror or err})") from None
 
 
 def filter_grid(weights: np.ndarray, padding: int = 1, upper: float = 255.0) -> np.ndarray:

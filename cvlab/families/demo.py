@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from cvlab.config.train import ModelConfig, TrainConfig
-from cvlab.errors import UserError
 from cvlab.families import Announce, Build, Family, Outcome, Prepared
+from cvlab.images import read_image
 from cvlab.validation import ConfigError
 
 MAX_IMAGES = 8  # the figure of `cvlab plot` has one row per image
@@ -35,7 +35,7 @@ class DemoFamily(Family):
     def preflight(self, cfg: TrainConfig, model: ModelConfig) -> None:
         """Every file of `model.images` exists and decodes as an image."""
         for name in getattr(model, "images", None) or []:
-            check_image_file(str(name))
+            read_image(str(name))
 
     def prepare(self, cfg: TrainConfig, model: ModelConfig, build: Build,
                 announce: Announce) -> Prepared:
@@ -45,28 +45,6 @@ class DemoFamily(Family):
         """`build(model, run_dir)` writes the filtered images; their metrics and files."""
         out = build(model, run_dir)
         return Outcome(metrics=out["metrics"], files=out["files"])
-
-
-def check_image_file(name: str) -> None:
-    """UserError (one line) unless `name` is a file Pillow can read and decode as an image."""
-    from PIL import Image, UnidentifiedImageError
-
-    file = Path(name).expanduser()
-    if not file.is_file():
-        raise UserError(f"model.images: {name} is not a file; pass paths of image files, "
-                        "e.g. model.images=[a.jpg,b.png]")
-    try:
-        with Image.open(file) as image:
-            image.load()
-    except UnidentifiedImageError:
-        raise UserError(f"model.images: {name} is not an image Pillow can read (PNG, JPEG, "
-                        "...)") from None
-    except OSError as err:  # unreadable (permissions), or a damaged image file
-        raise UserError(f"model.images: cannot read {name} as an image "
-                        f"({err.strerror or err})") from None
-    except Image.DecompressionBombError as err:
-        raise UserError(f"model.images: {name} is too large to read as an image "
-                        f"({err})") from None
 
 
 DEMO = DemoFamily()

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from cvlab.config.train import ModelConfig
-from cvlab.errors import UserError
 from cvlab.families.demo import DEMO
+from cvlab.images import read_image
 from cvlab.models.registry import ModelSpec, register
 from cvlab.records.files import atomic_write
 from cvlab.validation import check
@@ -83,21 +83,6 @@ def builtin_images() -> list[tuple[str, np.ndarray]]:
     return images
 
 
-def read_image(path: str) -> np.ndarray:
-    """An image file as RGB uint8 (H, W, 3); unreadable files are a UserError."""
-    from PIL import Image, UnidentifiedImageError
-
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise UserError(f"model.images: {path} is not a file; pass paths of image files, "
-                        "e.g. model.images=[a.jpg,b.png]")
-    try:
-        with Image.open(file) as image:
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as err:
-        raise UserError(f"model.images: cannot read {path} as an image ({err})") from None
-
-
 def square_resize(image: np.ndarray, size: int) -> np.ndarray:
     """Centre-crop to a square and resize to (size, size, 3), as the course prepares its images."""
     from PIL import Image
@@ -130,9 +115,7 @@ def run_conv_demo(cfg: ConvDemoConfig, run_dir: Path) -> dict[str, Any]:
 
     Returns the summary's metrics and the files written (relative to run_dir)."""
     size = cfg.image_size
-    if cfg.images:
-        if len(cfg.images) > 8:
-            raise UserError(f"model.images has {len(cfg.images)} files; give at most 8")
+    if cfg.images:  # how many: checked with the config (the demo family's check)
         named = [(Path(p).stem, read_image(p)) for p in cfg.images]
     else:
         named = builtin_images()[:2]
