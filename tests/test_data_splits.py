@@ -91,7 +91,7 @@ def test_auto_without_cifar_falls_back_to_synthetic_and_says_so(tmp_path):
 
 
 def test_auto_uses_cifar10_when_present(tmp_path):
-    from test_data_cifar10 import Tiny, write_tree
+    from cifar10_fixtures import Tiny, write_tree
 
     write_tree(tmp_path / "data-home" / "cifar10", Tiny(), ".png")
     lines: list[str] = []
@@ -110,7 +110,7 @@ def test_explicit_cifar10_never_falls_back(tmp_path):
 
 
 def test_dataset_root_overrides_the_data_home(tmp_path):
-    from test_data_cifar10 import Tiny, write_batches
+    from cifar10_fixtures import Tiny, write_batches
 
     write_batches(tmp_path / "elsewhere" / "cifar-10-batches-py", Tiny())
     splits = load_splits(small("cifar10", root=str(tmp_path / "elsewhere"), num_train=50,

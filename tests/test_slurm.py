@@ -14,7 +14,7 @@ import subprocess
 import time
 
 import pytest
-from test_sweeps import TINY_DATA
+from conftest import TINY_DATA
 
 SETUP_HINT = "start one with `sudo bash scripts/slurm_single_node.sh` (.ci/run does, as root)"
 
