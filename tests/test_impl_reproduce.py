@@ -5,12 +5,14 @@ item says whose), and their FullyConnectedNet trained by cvlab's run core."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_DATA
+from conftest import TINY_DATA, finish, one_line, start, wait_for
 from impl_fixtures import course_folder
 
 ADAM_OFF = """
@@ -201,3 +203,30 @@ def test_the_captioning_part_trains_the_students_captioner(cvlab, tmp_path):
     (config,) = (tmp_path / "outputs" / "reproduce").glob("*/*/*/config.yaml")
     assert yaml.safe_load(config.read_text())["model"]["type"] == "impl_captioning"
     assert no_student_module_here()
+
+
+SLOW_AFFINE = """
+    import time
+    from cvlab.layers import affine_forward as _correct_affine_forward
+
+    def affine_forward(x, w, b):
+        time.sleep(60)  # the signal arrives while the items are measured
+        return _correct_affine_forward(x, w, b)
+"""
+
+
+def test_a_signal_while_items_are_measured_still_writes_the_report(tmp_path):
+    root = course_folder(tmp_path / "mine", {"layers.py": SLOW_AFFINE})
+    process = start(tmp_path, "reproduce", "part=layers", "profile=quick", f"impl={root}")
+    wait_for("sweep_plan.json", tmp_path / "outputs", process)
+    time.sleep(3)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = finish(process, timeout=30)
+    assert process.returncode == 143
+    assert "interrupted by SIGTERM; the report, with the unfinished items not run" \
+        in one_line(stderr)
+    reproduction = reproduction_of(tmp_path)
+    assert reproduction["interrupted"] == "interrupted by SIGTERM"
+    not_run = [item for item in reproduction["items"] if item["verdict"] == "not_run"]
+    assert not_run and all("before it was measured" in item["detail"] for item in not_run)
+    assert (next((tmp_path / "outputs" / "reproduce").glob("*/*")) / "report.html").is_file()

@@ -92,6 +92,15 @@ def test_bad_input_is_one_line(cvlab, tmp_path, arguments, message):
     assert not (tmp_path / "outputs").exists()
 
 
+def test_an_outputs_root_that_cannot_hold_a_folder_is_one_line(cvlab, tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    result = cvlab("reproduce", "part=layers", "profile=quick",
+                   f"outputs_root={tmp_path / 'a_file'}")
+    assert result.returncode == 1
+    assert "cannot create the reproduction folder" in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
 def test_a_tampered_last_reproduction_is_refused(cvlab, tmp_path):
     assert cvlab("reproduce", "part=layers", "profile=quick").returncode == 0
     folder = folder_of(tmp_path)

@@ -60,7 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         from cvlab.cli.app import show_info
 
         return show_info(name, rest)
-    return launch(name, rest)
+    from cvlab.train.signals import Interrupted, signals_as_interrupts
+
+    try:
+        with signals_as_interrupts():  # a signal while composing and checking: one line too
+            return launch(name, rest)
+    except Interrupted as err:
+        return fail(f"cvlab {name}: interrupted ({err}) before any job started", err.exit_code)
 
 
 def normalize_arguments(name: str, args: list[str]) -> list[str]:
@@ -94,6 +100,7 @@ def launch(name: str, args: list[str]) -> int:
     try:
         launch = prepare(name, args)
     except UserError as err:
+        raise_if_interrupted()  # a signal that Hydra turned into a config error
         return fail(f"cvlab {name}: {err}")
     except OSError as err:
         return fail(f"cvlab {name}: cannot create the run folder: {err}", 1)

@@ -30,6 +30,7 @@ def launch_reproduction(args: list[str]) -> int:
     from cvlab.config.compose import compose_plan
     from cvlab.reproduce.run import prepare, write_setup
     from cvlab.run.sweep import set_aside
+    from cvlab.train.signals import raise_if_interrupted
 
     started = time.perf_counter()
     overrides = overrides_of(args)
@@ -42,10 +43,13 @@ def launch_reproduction(args: list[str]) -> int:
         launcher_settings += _isolation(cfg.impl, launcher, launcher_settings)
         setup = prepare(cfg)
         _preflight(setup)
+        write_setup(setup)
+        set_aside(setup.folder, setup.work.run)
     except UserError as err:
+        raise_if_interrupted()  # a signal that Hydra turned into a config error
         return fail(f"cvlab reproduce: {err}")
-    write_setup(setup)
-    set_aside(setup.folder, setup.work.run)
+    except OSError as err:  # an outputs root that is a file, read-only, or full
+        return fail(f"cvlab reproduce: cannot create the reproduction folder: {err}", 1)
     print(f"reproduce: {setup.profile} profile, {len(setup.items)} items; runs in "
           f"{setup.folder}: {setup.work.line()}", flush=True)
     return _run_and_conclude(setup, [f"launcher={launcher}", *launcher_settings], started)
@@ -89,19 +93,28 @@ def _run_and_conclude(setup: Setup, launch: list[str], started: float) -> int:
         return fail(f"cvlab reproduce: {err}")
     with signals_as_interrupts():
         try:
-            if setup.work.to_run:
-                run_jobs("train", [*launch,
-                                   f"hydra.sweep.dir={hydra_quote(str(setup.folder))}",
-                                   "hydra.mode=MULTIRUN",
-                                   *plan_sweeper(setup.folder, setup.work.to_run)],
-                         setup.folder, multirun=True)
-        except Interrupted as err:
-            stop_sweep(setup.folder)
-            interrupted, code = f"interrupted by {err}", err.exit_code
+            try:
+                if setup.work.to_run:
+                    run_jobs("train", [*launch,
+                                       f"hydra.sweep.dir={hydra_quote(str(setup.folder))}",
+                                       "hydra.mode=MULTIRUN",
+                                       *plan_sweeper(setup.folder, setup.work.to_run)],
+                             setup.folder, multirun=True)
+            except Interrupted as err:
+                stop_sweep(setup.folder)
+                interrupted, code = f"interrupted by {err}", err.exit_code
+            try:
+                reproduction = conclude(setup, time.perf_counter() - started, interrupted)
+            except Interrupted as err:  # while measuring: conclude wrote the report first
+                interrupted, code = f"interrupted by {err}", err.exit_code
+        except OSError as err:  # a full disk, a folder made read-only meanwhile
+            return fail(f"cvlab reproduce: cannot write into {setup.folder}: {err}", 1)
         finally:
             release(setup.folder)
-        reproduction = conclude(setup, time.perf_counter() - started, interrupted)
-    return code or _verdict(reproduction, setup.folder)
+    if interrupted:
+        return fail(f"cvlab reproduce: {interrupted}; the report, with the unfinished items not "
+                    f"run, is in {setup.folder / 'report.html'}", code)
+    return _verdict(reproduction, setup.folder)
 
 
 def _verdict(reproduction: dict, folder: Path) -> int:

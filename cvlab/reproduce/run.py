@@ -51,6 +51,7 @@ from cvlab.reproduce.catalog import (
 )
 from cvlab.reproduce.report import dump_reproduction, load_reproduction, tally, write_report
 from cvlab.run.sweep import Work, make_plan, resume_work
+from cvlab.train.signals import Interrupted
 
 COMMAND = "reproduce"
 FIGURES = "figures"
@@ -280,18 +281,24 @@ def write_setup(setup: Setup) -> None:
 def conclude(setup: Setup, wall_time_s: float, interrupted: str | None = None
              ) -> dict[str, Any]:
     """Measure and judge every item, write reproduction.json and the report; the
-    reproduction. Items whose runs did not finish are not_run."""
+    reproduction. Items whose runs did not finish are not_run; a signal while measuring makes
+    the rest not_run, and is raised again once the report is written."""
     context = MeasureContext(profile=setup.profile, out_dir=setup.folder / FIGURES,
                              run_folders={name: [setup.folder / str(n) for n in numbers]
                                           for name, numbers in setup.jobs_of.items()},
                              implementation=setup.implementation)
     rows, seconds = [], {}
+    stopped: Interrupted | None = None
     try:
         for item in setup.items:
             started = time.perf_counter()
             rows.append(_measured_row(item, context, setup))
             seconds[item.notebook] = (seconds.get(item.notebook, 0.0) + time.perf_counter()
                                       - started)
+    except Interrupted as err:  # the items not yet measured are not_run; the report is written
+        stopped, interrupted = err, interrupted or f"interrupted by {err}"
+        rows += [_row(item, Evaluation("not_run", detail=f"{interrupted} before it was "
+                                       "measured"), setup) for item in setup.items[len(rows):]]
     finally:
         if setup.implementation is not None:
             setup.implementation.close()
@@ -311,6 +318,8 @@ def conclude(setup: Setup, wall_time_s: float, interrupted: str | None = None
         reproduction["interrupted"] = interrupted
     dump_reproduction(setup.folder, reproduction)
     write_report(setup.folder, reproduction)
+    if stopped is not None:
+        raise stopped
     return reproduction
 
 
