@@ -230,3 +230,15 @@ def test_a_signal_while_items_are_measured_still_writes_the_report(tmp_path):
     not_run = [item for item in reproduction["items"] if item["verdict"] == "not_run"]
     assert not_run and all("before it was measured" in item["detail"] for item in not_run)
     assert (next((tmp_path / "outputs" / "reproduce").glob("*/*")) / "report.html").is_file()
+
+
+def test_a_student_sys_exit_fails_the_run_in_one_line(cvlab_script, tmp_path):
+    root = course_folder(tmp_path / "mine", {"classifiers/fc_net.py": "import sys\nsys.exit(0)"})
+    result = cvlab_script("train", "model=impl_fc", f"model.impl={root}", *TINY_DATA, "epochs=1",
+                          "progress=false", f"outputs_root={tmp_path / 'outputs'}",
+                          env={"CVLAB_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 2
+    assert "your code called sys.exit(0) while importing cs231n/classifiers/fc_net.py" \
+        in one_line(result.stderr)
+    (run_dir,) = (tmp_path / "outputs" / "train").glob("*/*")
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"

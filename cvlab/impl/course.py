@@ -184,9 +184,20 @@ def load_class(folder: str | Path, name: str) -> Any:
     layout = find_layout(folder)
     module = layout.module_of(name)
     try:
-        found = getattr(import_module(layout, module), name, None)
+        found = getattr(call_student(f"importing {layout.display(module)}", import_module,
+                                     layout, module), name, None)
     except ModuleNotFoundError as err:
         raise UserError(f"impl={folder}: {err}") from None
     if not isinstance(found, type):
         raise UserError(f"impl={folder}: {layout.display(module)} has no class {name}")
     return found
+
+
+def call_student(what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+    """`function(*args, **kwargs)`, a student's code in this process (a training job's): their
+    sys.exit becomes a UserError saying so, never this process's quiet end."""
+    try:
+        return function(*args, **kwargs)
+    except SystemExit as exit_:
+        raise UserError(f"your code called sys.exit({exit_.code!r}) while {what}; it must "
+                        "return or raise instead") from None

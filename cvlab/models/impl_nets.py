@@ -25,7 +25,7 @@ from cvlab.errors import UserError
 from cvlab.families import Announce, Build, Prepared
 from cvlab.families.captioning import CaptioningFamily
 from cvlab.families.numpy import NumpyFamily
-from cvlab.impl.course import COURSE, find_layout, load_class
+from cvlab.impl.course import COURSE, call_student, find_layout, load_class
 from cvlab.models.captioning import CaptioningConfig
 from cvlab.models.cnn import ThreeLayerConvNetConfig
 from cvlab.models.fc_net import FullyConnectedNetConfig
@@ -124,7 +124,8 @@ def build_fc(cfg: ImplFullyConnectedNetConfig, input_shape: tuple[int, ...], num
     arguments; its weights come from numpy's global RNG (seeded by the run, as the notebooks
     seed it)."""
     cls = load_class(cfg.impl, "FullyConnectedNet")
-    return _declare_buffers(cls(
+    return _declare_buffers(call_student(
+        "building your FullyConnectedNet", cls,
         list(cfg.hidden_dims), input_dim=int(np.prod(input_shape)), num_classes=num_classes,
         dropout_keep_ratio=cfg.dropout_keep_ratio,
         normalization=None if cfg.normalization == "none" else cfg.normalization,
@@ -135,10 +136,11 @@ def build_cnn(cfg: ImplThreeLayerConvNetConfig, input_shape: tuple[int, ...], nu
               rng: Any) -> Any:
     """Your ThreeLayerConvNet for inputs of `input_shape` (C, H, W), the course's arguments."""
     cls = load_class(cfg.impl, "ThreeLayerConvNet")
-    return _declare_buffers(cls(
-        input_dim=tuple(input_shape), num_filters=cfg.num_filters, filter_size=cfg.filter_size,
-        hidden_dim=cfg.hidden_dim, num_classes=num_classes, weight_scale=cfg.weight_scale,
-        reg=cfg.reg, dtype=np.dtype(cfg.dtype).type))
+    return _declare_buffers(call_student(
+        "building your ThreeLayerConvNet", cls, input_dim=tuple(input_shape),
+        num_filters=cfg.num_filters, filter_size=cfg.filter_size, hidden_dim=cfg.hidden_dim,
+        num_classes=num_classes, weight_scale=cfg.weight_scale, reg=cfg.reg,
+        dtype=np.dtype(cfg.dtype).type))
 
 
 class YourCaptioner:
@@ -200,8 +202,9 @@ def build_captioner(cfg: ImplCaptioningConfig, word_to_idx: dict[str, int], inpu
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
     torch.manual_seed(seed)
     np.random.seed(seed)
-    net = cls(word_to_idx, input_dim=input_dim, wordvec_dim=cfg.wordvec_dim,
-              hidden_dim=cfg.hidden_dim, cell_type=cfg.cell_type, dtype=dtype)
+    net = call_student("building your CaptioningRNN", cls, word_to_idx, input_dim=input_dim,
+                       wordvec_dim=cfg.wordvec_dim, hidden_dim=cfg.hidden_dim,
+                       cell_type=cfg.cell_type, dtype=dtype)
     return YourCaptioner(net, dtype)
 
 
