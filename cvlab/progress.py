@@ -18,10 +18,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 NON_TERMINAL_WIDTH = 200
 
 
-def make_console() -> Console:
-    """A console on stdout: the terminal's width, or wide and unwrapped when not a terminal."""
+def make_console(markup: bool = True) -> Console:
+    """A console on stdout: the terminal's width, or wide and unwrapped when not a terminal.
+    `markup=False` for tables of recorded values (overrides, tags, paths): `[a]` and `[/x]` in
+    them are text, not Rich markup."""
     terminal = sys.stdout.isatty()
-    return Console(width=None if terminal else NON_TERMINAL_WIDTH, soft_wrap=not terminal)
+    return Console(width=None if terminal else NON_TERMINAL_WIDTH, soft_wrap=not terminal,
+                   markup=markup)
 
 
 console = make_console()

@@ -62,6 +62,16 @@ def test_weight_scale_sweep_with_a_diverging_and_a_failing_job(cvlab, tmp_path):
     assert (folder / "sweep_summary.csv").is_file()
 
 
+def test_recorded_values_are_shown_as_text_not_markup(cvlab, tmp_path):
+    outputs = tmp_path / "o[/x]"  # a closing tag that Rich would refuse
+    result = cvlab("train", "-m", "model=fc", *TINY_DATA, "epochs=1", "launcher=basic",
+                   "tags=[a],[b]", f"outputs_root='{outputs}'")
+    assert result.returncode == 0, result.stderr
+    assert "tags=[a]" in result.stdout and "tags=[b]" in result.stdout
+    table = cvlab("runs", f"outputs_root='{outputs}'")
+    assert table.returncode == 0 and f"under {outputs}" in table.stdout
+
+
 @pytest.mark.slow
 def test_submitit_local_two_jobs(cvlab, tmp_path):
     result = cvlab("train", "model=bn_fc", "sweep=weight_scale", *TINY_DATA,

@@ -205,7 +205,7 @@ def print_sweep_table(sweep_dir: Path, rows: list[dict[str, Any]]) -> None:
         varying = " ".join(w for w in words if w not in shared)
         table.add_row(str(row["job"]), str(row["status"]), varying,
                       *(_cell(row.get(m)) for m in metrics))
-    make_console().print(table)
+    make_console(markup=False).print(table)
 
 
 def _cell(value: Any) -> str:

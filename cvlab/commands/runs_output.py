@@ -92,7 +92,7 @@ def _print_rich(headers: list[str], cells: list[list[str]], numeric: list[bool])
 
     for row in cells:
         grid.add_row(*row)
-    make_console().print(grid)
+    make_console(markup=False).print(grid)
 
 
 def _print_aligned(headers: list[str], cells: list[list[str]], numeric: list[bool]) -> None:
@@ -107,7 +107,7 @@ def _print_aligned(headers: list[str], cells: list[list[str]], numeric: list[boo
         return "  ".join(value.rjust(width) if right else value.ljust(width)
                          for value, width, right in zip(values, widths, numeric)).rstrip()
 
-    console = make_console()
+    console = make_console(markup=False)
     console.print(Text(line(headers), style="bold"), highlight=False)
     console.print("  ".join("─" * width for width in widths), highlight=False)
     console.out("\n".join(line(row) for row in cells), highlight=False)

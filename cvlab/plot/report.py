@@ -129,7 +129,7 @@ def print_table(table: Table) -> None:
                               no_wrap=column in ("model", "run", "weight scale"))
     for row in table.rows:
         rich_table.add_row(*row)
-    console = make_console()
+    console = make_console(markup=False)
     console.print(rich_table)
 
 
