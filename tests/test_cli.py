@@ -58,12 +58,20 @@ def test_unknown_action(cvlab):
         ("model.weight_scal=1", ("model.weight_scal", "weight_scale")),
         ("epochs=many", ("epochs='many'", "an integer")),
         ("model.normalization=groupnorm", ("model.normalization='groupnorm'", "batchnorm")),
+        ("epochs=${nosuch}", ("Interpolation key 'nosuch' not found",)),
+        ("resume=", ("resume=''", "latest_sweep")),
     ],
 )
 def test_bad_override_fails_before_any_work(cvlab, tmp_path, override, fragments):
     result = cvlab("train", override, f"outputs_root={tmp_path / 'outputs'}")
     assert_one_line_error(result, *fragments)
     assert not (tmp_path / "outputs").exists(), "a rejected config must not create a run folder"
+
+
+def test_a_deleted_group_is_one_line(cvlab, tmp_path):
+    result = cvlab("train", "model=fc", "~model", f"outputs_root={tmp_path / 'outputs'}")
+    assert_one_line_error(result, "missing mandatory value: model")
+    assert not (tmp_path / "outputs").exists()
 
 
 def test_bad_first_value_of_a_sweep_is_caught_before_launch(cvlab, tmp_path):

@@ -250,6 +250,8 @@ def _typed(command: str, cfg: DictConfig, job: str | None) -> Any:
         return typed(command, cfg)
     except UserError as err:  # a value not allowed, or a key its schema does not have
         raise UserError(_job_prefix(job) + str(err)) from None
+    except OmegaConfBaseException as err:  # an interpolation that does not resolve, a missing value
+        raise UserError(_job_prefix(job) + composition_message(err, command)) from None
 
 
 def _job_prefix(job: str | None) -> str:

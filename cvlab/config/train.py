@@ -208,3 +208,6 @@ class TrainConfig:
             value = getattr(self, name)
             check(value is None or value > 0, name, value, "an integer > 0, or null (all)")
         check_choice("objective", self.objective, METRIC_KEYS)
+        check(self.resume is None or self.resume.strip() != "", "resume", self.resume,
+              "a run folder, latest, a sweep folder or latest_sweep (an empty value: a variable "
+              "that is not set?)")
