@@ -7,3 +7,9 @@ class UserError(Exception):
     The message is one line: what was wrong, what is allowed, how to fix it.
     """
 
+
+
+def error_line(err: BaseException) -> str:
+    """`Type: first line of the message` of an exception that is not the user's to fix."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")

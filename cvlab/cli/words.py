@@ -43,9 +43,6 @@ VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--conf
 MULTIRUN_FLAGS = ("-m", "--multirun")
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
 
-_state: dict[str, Any] = {}
-
-
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: cvlab <command> [action] [group=option ...] [key=value ...] [-m]", "",

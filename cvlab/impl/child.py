@@ -269,11 +269,6 @@ def _params(model: Any, name: str) -> dict[str, Any]:
     return plain(params, f"{name}.params", "wrong forward")
 
 
-def op_get(state: State, request: dict) -> dict:
-    model = state.objects[request["object"]]
-    return {"params": _params(model, type(model).__name__)}
-
-
 def _model(state: State, request: dict) -> Any:
     """The model of the request with the request's params and attributes set."""
     model = state.objects[request["object"]]
@@ -387,7 +382,7 @@ def op_torch_backward(state: State, request: dict) -> dict:
 
 
 OPS: dict[str, Callable[[State, dict], Any]] = {
-    "find": op_find, "call": op_call, "new": op_new, "get": op_get, "loss": op_loss,
+    "find": op_find, "call": op_call, "new": op_new, "loss": op_loss,
     "numeric": op_numeric,
     "torch_call": op_torch_call, "torch_backward": op_torch_backward,
 }

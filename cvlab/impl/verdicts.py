@@ -33,9 +33,6 @@ from cvlab.impl.course import COURSE, TORCH_MODULES
 from cvlab.impl.remote import Implementation, RemoteModel, reference
 from cvlab.impl.worker import ImplFailure
 
-VERDICTS = ("passes", "wrong forward", "wrong backward", "not implemented", "missing",
-            "crashed", "timed out")
-
 
 @dataclass(frozen=True)
 class Unit:

@@ -215,9 +215,10 @@ def build(cfg: FullyConnectedNetConfig, input_shape: tuple[int, ...], num_classe
     )
 
 
-def _without_normalization(cfg: FullyConnectedNetConfig) -> FullyConnectedNetConfig | None:
+def without_normalization(cfg: FullyConnectedNetConfig) -> FullyConnectedNetConfig | None:
+    """`cfg` without its normalization (the sweeps' baseline runs; its subclass kept)."""
     return replace(cfg, normalization="none") if cfg.normalization != "none" else None
 
 
 SPEC = register(ModelSpec(name="fc_net", family=NUMPY, schema=FullyConnectedNetConfig,
-                          build=build, without_normalization=_without_normalization))
+                          build=build, without_normalization=without_normalization))

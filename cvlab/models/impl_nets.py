@@ -28,7 +28,7 @@ from cvlab.families.numpy import NumpyFamily
 from cvlab.impl.course import COURSE, call_student, find_layout, load_class
 from cvlab.models.captioning import CaptioningConfig
 from cvlab.models.cnn import ThreeLayerConvNetConfig
-from cvlab.models.fc_net import FullyConnectedNetConfig
+from cvlab.models.fc_net import FullyConnectedNetConfig, without_normalization
 from cvlab.models.registry import ModelSpec, register
 
 CLASS_OF = {"impl_fc_net": "FullyConnectedNet", "impl_cnn": "ThreeLayerConvNet",
@@ -208,14 +208,10 @@ def build_captioner(cfg: ImplCaptioningConfig, word_to_idx: dict[str, int], inpu
     return YourCaptioner(net, dtype)
 
 
-def _without_normalization(cfg: ImplFullyConnectedNetConfig) -> ImplFullyConnectedNetConfig | None:
-    return replace(cfg, normalization="none") if cfg.normalization != "none" else None
-
-
 assert set(CLASS_OF.values()) <= set(COURSE)
 FC_SPEC = register(ModelSpec(name="impl_fc_net", family=IMPL_NUMPY,
                              schema=ImplFullyConnectedNetConfig, build=build_fc,
-                             without_normalization=_without_normalization))
+                             without_normalization=without_normalization))
 CNN_SPEC = register(ModelSpec(name="impl_cnn", family=IMPL_NUMPY,
                               schema=ImplThreeLayerConvNetConfig, build=build_cnn,
                               plot_hooks=("filters",)))

@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from cvlab.errors import error_line
 from cvlab.records.files import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
@@ -86,7 +87,7 @@ class RunFolder:
         except FileNotFoundError:
             raise RecordError(f"{path} does not exist") from None
         except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:
-            raise RecordError(f"{path} cannot be read ({_first_line(err)})") from None
+            raise RecordError(f"{path} cannot be read ({error_line(err)})") from None
         if not isinstance(data, dict):
             raise RecordError(f"{path} is not a config (a mapping of keys to values)")
         _check_tree(data, path)
@@ -104,7 +105,7 @@ class RunFolder:
         except FileNotFoundError:
             return None
         except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
-            raise RecordError(f"{path} cannot be read ({_first_line(err)})") from None
+            raise RecordError(f"{path} cannot be read ({error_line(err)})") from None
         if not isinstance(data, dict):
             raise RecordError(f"{path} is not a run summary (a JSON object)")
         _check_tree(data, path)
@@ -156,7 +157,7 @@ class RunFolder:
         except FileNotFoundError:
             return [], []
         except OSError as err:
-            raise RecordError(f"{path} cannot be read ({_first_line(err)})") from None
+            raise RecordError(f"{path} cannot be read ({error_line(err)})") from None
         return _intact_rows(text)
 
     # ---- weights and checkpoints ----------------------------------------------------------
@@ -175,6 +176,14 @@ class RunFolder:
         tree = load_state(path)
         _check_checkpoint(tree, path)
         return tree
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """checkpoint.npz's meta (family, model type), read from its structure: no array is
+        loaded."""
+        path = self.path / CHECKPOINT_NAME
+        structure = check_state(path)
+        _check_checkpoint(structure, path)
+        return structure["meta"]
 
 
 def _check_weights(tree: Any, path: Path) -> None:
@@ -254,8 +263,3 @@ def _check_tree(tree: Any, path: Path, depth: int = 0) -> None:
     elif isinstance(tree, list):
         for value in tree:
             _check_tree(value, path, depth + 1)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")

@@ -29,6 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cvlab.errors import error_line
 from cvlab.reproduce.measures import MeasureContext, Measured, get_measure, run_params, using
 from cvlab.reproduce.rules import OPERATORS, Verdict, entries, get_pattern, get_rule, judge
 
@@ -296,18 +297,13 @@ def evaluate(item: Item, context: MeasureContext) -> Evaluation:
         with using(context.implementation):
             measured = get_measure(item.measure["name"])(context, **item.measure_params)
     except Exception as err:  # noqa: BLE001 - a failing implementation is a result
-        return Evaluation("not_held", detail=f"measure failed: {_first_line(err)}")
+        return Evaluation("not_held", detail=f"measure failed: {error_line(err)}")
     if measured.not_run:
         return Evaluation("not_run", detail=measured.not_run, measured=measured)
     try:
         verdict = judge(measured.value, item.course, item.rule)
     except Exception as err:  # noqa: BLE001
-        verdict = Verdict(False, f"rule failed: {_first_line(err)}")
+        verdict = Verdict(False, f"rule failed: {error_line(err)}")
     detail = verdict.detail + (f"; {measured.detail}" if measured.detail else "")
     return Evaluation("held" if verdict.held else "not_held", measured.value, detail,
                       measured.figure, measured)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")

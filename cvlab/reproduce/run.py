@@ -125,12 +125,16 @@ def implementation_models(impl: str | None) -> dict[str, list[str]]:
     from cvlab.impl.course import digest, find_layout
 
     layout = find_layout(impl)
+    code = digest(layout)
+    texts = {}  # a single layers.py is read once, however many classes are looked for in it
     swaps = {}
     for option, (impl_option, name) in IMPL_OPTIONS.items():
         path = layout.file_of(layout.module_of(name))
-        if path.is_file() and (layout.package or f"class {name}" in path.read_text()):
+        if path.is_file() and path not in texts:
+            texts[path] = "" if layout.package else path.read_text()
+        if path.is_file() and (layout.package or f"class {name}" in texts[path]):
             swaps[option] = [f"model={impl_option}", f"model.impl={layout.folder}",
-                             f"model.impl_digest={digest(layout)}"]
+                             f"model.impl_digest={code}"]
     return swaps
 
 

@@ -42,21 +42,33 @@ def check_resume(cfg: TrainConfig, source: Path) -> None:
     try:
         folder.check()  # every file of the folder, as eval and plot check it
         stored = folder.config()
-        meta = folder.checkpoint()["meta"]
+        meta = folder.checkpoint_meta()
     except RecordError as err:
         raise UserError(f"resume={source}: {err}") from None
     if meta.get("model_type") != cfg.model.type:
         raise UserError(f"resume={source}: its checkpoint is of a {meta.get('model_type')!r} "
                         f"model, not {cfg.model.type!r}; resume with the run's own model")
-    current, before = flatten(dataclasses.asdict(cfg)), flatten(stored)
-    for key, value in current.items():
-        if key.startswith(RESUMABLE_CHANGES) or key not in before:
+    change = first_change(flatten(dataclasses.asdict(cfg)), flatten(stored),
+                          missing_differs=False)
+    if change is not None:
+        key, value, before = change
+        raise UserError(f"resume={source}: {key}={value!r} cannot apply to a resumed run "
+                        f"(it ran with {before!r}); drop that override, or start a new run")
+
+
+def first_change(now: dict[str, Any], before: dict[str, Any], missing_differs: bool
+                 ) -> tuple[str, Any, Any] | None:
+    """(key, value now, value before) of the first field of the flat config `now` that differs
+    from `before` (numbers compared as numbers), those a resumed run may change
+    (RESUMABLE_CHANGES) left out; a key `before` lacks is a change ("<not set>") only when
+    `missing_differs`. None: nothing that matters changed."""
+    for key, value in now.items():
+        if key.startswith(RESUMABLE_CHANGES) or (key not in before and not missing_differs):
             continue
-        if before[key] != value and not (_number(before[key]) and _number(value)
-                                         and float(before[key]) == float(value)):
-            raise UserError(f"resume={source}: {key}={value!r} cannot apply to a resumed run "
-                            f"(it ran with {before[key]!r}); drop that override, or start a "
-                            "new run")
+        old = before.get(key, "<not set>")
+        if old != value and not (_number(old) and _number(value) and float(old) == float(value)):
+            return key, value, old
+    return None
 
 
 def resume_into(task: Task, cfg: TrainConfig, source: Path) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from cvlab.records.files import CHECKPOINT_NAME, RecordError, flatten
 from cvlab.records.plan import Plan, PlannedJob
 from cvlab.records.reader import RunFolder
 from cvlab.records.sweeps import close_interrupted_jobs
-from cvlab.run.resume import RESUMABLE_CHANGES
+from cvlab.run.resume import first_change
 from cvlab.run.train import KEPT_STATUSES
 
 ATTEMPTS = ".attempts"
@@ -101,16 +101,12 @@ def _change(planned: PlannedJob | None, overrides: Sequence[str], cfg: TrainConf
                 f"{' '.join(planned.overrides)!r}")
     if not with_configs:
         return "its plan, written by an older cvlab, records no configs to compare with today's"
-    now = flat_config(cfg)
-    for key, value in now.items():
-        if key.startswith(RESUMABLE_CHANGES) or key == "resume_changed":
-            continue
-        before = planned.config.get(key, "<not set>")
-        if before != value and not (_number(before) and _number(value)
-                                    and float(before) == float(value)):
-            return (f"job {planned.number}'s config changed since it was planned: "
-                    f"{key}={value!r} (planned {before!r})")
-    return None
+    change = first_change(flat_config(cfg), planned.config, missing_differs=True)
+    if change is None:
+        return None
+    key, value, before = change
+    return (f"job {planned.number}'s config changed since it was planned: {key}={value!r} "
+            f"(planned {before!r})")
 
 
 def _sort(job_dir: Path, number: int, work: Work) -> None:
@@ -144,10 +140,6 @@ def set_aside(sweep_dir: Path, numbers: Sequence[int]) -> list[Path]:
             job_dir.rename(target)
             moved.append(target)
     return moved
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # Processes a launcher keeps for its own bookkeeping (the resource trackers of multiprocessing

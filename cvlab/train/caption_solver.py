@@ -49,7 +49,6 @@ DEFAULTS: dict[str, Any] = {
     "rng": None,
     "printer": None,
 }
-SPLITS = ("train", "val")
 SCORES = ("bleu1", "bleu4", "course_bleu")
 
 
