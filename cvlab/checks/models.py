@@ -60,27 +60,31 @@ def _draw_constant_parameters(model, rng: np.random.RandomState) -> None:
             model.params[name] = 1 + 0.2 * rng.randn(*value.shape)
 
 
+# (model, parameter name, X, y) -> (numeric gradient, entries at kinks)
+NumericGradient = Callable[[Any, str, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
 def model_rows(model, X: np.ndarray, y: np.ndarray, prefix: str,
                tolerance_of: Callable[[str], float] = lambda _: MODEL_TOLERANCE,
-               zero_gradients: tuple[str, ...] = ()) -> list[CheckRow]:
+               zero_gradients: tuple[str, ...] = (),
+               numeric_of: NumericGradient | None = None) -> list[CheckRow]:
     """Compare every analytic gradient of `model` on (X, y) with the numeric one (norm error,
     bound tolerance_of(parameter name)).
 
     Parameters in `zero_gradients` have an exactly zero true gradient (a bias followed by
-    batchnorm): their row holds the largest absolute difference instead. A model may take the
-    numeric gradient itself, `model.numeric_gradient(name, X, y) -> (numeric, kinked)` with the
-    same numerical_gradient_off_kinks: the stand-in of a student's model (cvlab.impl.remote)
-    does it in the worker that runs their code.
+    batchnorm): their row holds the largest absolute difference instead. `numeric_of` takes
+    the numeric gradient instead of numerical_gradient_off_kinks here: the stand-in of a
+    student's model (cvlab.impl.remote) has it taken, the same way, in the worker that runs
+    their code.
     """
     loss, grads = model.loss(X, y)
     rows = []
-    numeric_of = getattr(type(model), "numeric_gradient", None)
     for name in sorted(grads):
         def f(_: np.ndarray) -> float:
             return float(model.loss(X, y)[0])
 
         if numeric_of is not None:
-            numeric, kinked = model.numeric_gradient(name, X, y)
+            numeric, kinked = numeric_of(model, name, X, y)
         else:
             numeric, kinked = numerical_gradient_off_kinks(f, model.params[name])
         if name in zero_gradients:
@@ -93,17 +97,18 @@ def model_rows(model, X: np.ndarray, y: np.ndarray, prefix: str,
 
 
 @register("fc_net")
-def check_fc_net(rng: np.random.RandomState, net: Callable[..., Any] | None = None
-                 ) -> list[CheckRow]:
+def check_fc_net(rng: np.random.RandomState, net: Callable[..., Any] | None = None,
+                 numeric_of: NumericGradient | None = None) -> list[CheckRow]:
     """FullyConnectedNet [10, 12] on 15 features, for every normalization, plain and with
     (seeded) dropout and reg 3.14. `net`: the class checked (default cvlab's; `cvlab
-    gradcheck impl=` passes a stand-in of a student's), called with the course's arguments
-    and `rng`, the RandomState its weights come from."""
-    return fc_net_rows(rng, FC_SETTINGS, net)
+    gradcheck impl=` passes a stand-in of a student's, and its numeric gradient), called with
+    the course's arguments and `rng`, the RandomState its weights come from."""
+    return fc_net_rows(rng, FC_SETTINGS, net, numeric_of)
 
 
 def fc_net_rows(rng: np.random.RandomState, settings: list[tuple[str, float, float]],
-                net: Callable[..., Any] | None = None) -> list[CheckRow]:
+                net: Callable[..., Any] | None = None,
+                numeric_of: NumericGradient | None = None) -> list[CheckRow]:
     """The fc_net check's rows for the given (normalization, keep ratio, reg) settings."""
     if net is None:
         from cvlab.models.fc_net import FullyConnectedNet as net
@@ -124,13 +129,13 @@ def fc_net_rows(rng: np.random.RandomState, settings: list[tuple[str, float, flo
         prefix = f"{normalization},keep={keep_ratio:g},reg={reg:g}: "
         # Batchnorm removes a per-unit shift: the biases before it have zero gradient.
         zero = ("b1", "b2") if normalization == "batchnorm" else ()
-        rows += model_rows(model, X, y, prefix, zero_gradients=zero)
+        rows += model_rows(model, X, y, prefix, zero_gradients=zero, numeric_of=numeric_of)
     return rows
 
 
 @register("cnn")
-def check_cnn(rng: np.random.RandomState, net: Callable[..., Any] | None = None
-              ) -> list[CheckRow]:
+def check_cnn(rng: np.random.RandomState, net: Callable[..., Any] | None = None,
+              numeric_of: NumericGradient | None = None) -> list[CheckRow]:
     """ThreeLayerConvNet (3 filters 3x3, hidden 7) on 2 inputs (3, 16, 16), reg 0 and 0.1.
 
     Weights: conv outputs ~N(0, 4) (a step moves them by ~1e-5 of their spread), hidden
@@ -138,11 +143,12 @@ def check_cnn(rng: np.random.RandomState, net: Callable[..., Any] | None = None
     was 4x larger, and its rounding the largest error of db1). `net`: the class checked, as
     in check_fc_net.
     """
-    return cnn_rows(rng, (0.0, 0.1), net)
+    return cnn_rows(rng, (0.0, 0.1), net, numeric_of)
 
 
 def cnn_rows(rng: np.random.RandomState, regs: tuple[float, ...],
-             net: Callable[..., Any] | None = None) -> list[CheckRow]:
+             net: Callable[..., Any] | None = None,
+             numeric_of: NumericGradient | None = None) -> list[CheckRow]:
     """The cnn check's rows for the given regularization strengths."""
     if net is None:
         from cvlab.models.cnn import ThreeLayerConvNet as net
@@ -152,13 +158,13 @@ def cnn_rows(rng: np.random.RandomState, regs: tuple[float, ...],
     for reg in regs:
         X = rng.randn(num_inputs, *input_dim)
         y = rng.randint(num_classes, size=num_inputs)
-        model = net(num_filters=3, filter_size=3, input_dim=input_dim,
-                                  hidden_dim=7, reg=reg, dtype=np.float64, rng=rng)
+        model = net(num_filters=3, filter_size=3, input_dim=input_dim, hidden_dim=7, reg=reg,
+                    dtype=np.float64, rng=rng)
         pooled = model.params["W2"].shape[0]
         # conv outputs ~N(0, 4); the pooled features (maxima of 4 relus) have mean square ~8
         scales = {"W1": 2 / np.sqrt(27), "W2": 1 / np.sqrt(8 * pooled), "W3": 1 / np.sqrt(7 / 2)}
         for name, scale in scales.items():
             model.params[name] = scale * rng.randn(*model.params[name].shape)
         _draw_constant_parameters(model, rng)
-        rows += model_rows(model, X, y, f"reg={reg:g}: ")
+        rows += model_rows(model, X, y, f"reg={reg:g}: ", numeric_of=numeric_of)
     return rows

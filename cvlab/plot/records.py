@@ -84,9 +84,9 @@ def load_run(run_dir: Path) -> RunRecord:
     an empty part, a damaged or tampered one (any record file, also the checkpoint and weights
     files plot may not draw from) a RecordError (one line), as resume and eval give it."""
     folder = RunFolder(Path(run_dir))
-    folder.check()
     config = folder.config() if folder.has(CONFIG_NAME) else {}
     summary = folder.summary() or RunSummary(status="failed", error="no summary.json")
+    folder.check_state_files()  # with the two reads above: folder.check()
     return RunRecord(path=folder.path, config=config, flat=flatten(config),
                      metrics=folder.metrics(), summary=summary)
 

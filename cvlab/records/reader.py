@@ -68,6 +68,11 @@ class RunFolder:
         if self.has(CONFIG_NAME):
             self.config()
         self.summary()
+        self.check_state_files()
+
+    def check_state_files(self) -> None:
+        """checkpoint.npz, model.npz and model_best.npz checked without loading their arrays
+        (the part of `check` past config.yaml and summary.json)."""
         if self.has(CHECKPOINT_NAME):
             path = self.path / CHECKPOINT_NAME
             _check_checkpoint(check_state(path), path)
