@@ -36,6 +36,10 @@ class ModelConfig:
 
     type: str = MISSING
 
+    def image_files(self) -> list[str]:
+        """The image files the model reads (checked before the run starts); none by default."""
+        return []
+
 
 @dataclass
 class DatasetConfig:

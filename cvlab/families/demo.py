@@ -13,9 +13,6 @@ from pathlib import Path
 from cvlab.config.train import ModelConfig, TrainConfig
 from cvlab.families import Announce, Build, Family, Outcome, Prepared
 from cvlab.images import read_image
-from cvlab.validation import ConfigError
-
-MAX_IMAGES = 8  # the figure of `cvlab plot` has one row per image
 
 
 class DemoFamily(Family):
@@ -26,16 +23,10 @@ class DemoFamily(Family):
     eval_splits = ()
     trains = False
 
-    def check(self, cfg: TrainConfig) -> None:
-        images = list(getattr(cfg.model, "images", None) or [])
-        if len(images) > MAX_IMAGES:
-            raise ConfigError("model.images", f"[{len(images)} files]",
-                              f"at most {MAX_IMAGES} image files")
-
     def preflight(self, cfg: TrainConfig, model: ModelConfig) -> None:
-        """Every file of `model.images` exists and decodes as an image."""
-        for name in getattr(model, "images", None) or []:
-            read_image(str(name))
+        """Every image file of the model exists and decodes as an image."""
+        for name in model.image_files():
+            read_image(name)
 
     def prepare(self, cfg: TrainConfig, model: ModelConfig, build: Build,
                 announce: Announce) -> Prepared:

@@ -115,7 +115,7 @@ def run_conv_demo(cfg: ConvDemoConfig, run_dir: Path) -> dict[str, Any]:
 
     Returns the summary's metrics and the files written (relative to run_dir)."""
     size = cfg.image_size
-    if cfg.images:  # how many: checked with the config (the demo family's check)
+    if cfg.images:  # how many: checked with the config (ConvDemoConfig)
         named = [(Path(p).stem, read_image(p)) for p in cfg.images]
     else:
         named = builtin_images()[:2]
@@ -147,6 +147,9 @@ def write_png(image: np.ndarray, file: Any) -> None:
     Image.fromarray(image).save(file, format="PNG")
 
 
+MAX_IMAGES = 8  # the figure of `cvlab plot` has one row per image
+
+
 @dataclass
 class ConvDemoConfig(ModelConfig):
     """`experiment=conv_demo`: the course's grayscale and edge filters on two images.
@@ -162,6 +165,11 @@ class ConvDemoConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         check(self.image_size >= 3, "image_size", self.image_size, "an integer >= 3")
+        check(len(self.images) <= MAX_IMAGES, "images", f"[{len(self.images)} files]",
+              f"at most {MAX_IMAGES} image files")
+
+    def image_files(self) -> list[str]:
+        return [str(name) for name in self.images]
 
 
 SPEC = register(ModelSpec(name="conv_demo", family=DEMO, schema=ConvDemoConfig,
