@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from cvlab.commands.runs_query import is_missing
+from cvlab.commands.runs_query import is_missing, text
 
 MAIN_NAME, MAIN_VALUE = "main_metric", "main_metric_value"
 RICH_ROWS = 1000  # more rows than this are printed as aligned columns (see print_table)
@@ -161,15 +161,10 @@ def cell_text(value: Any) -> str:
 
 
 def csv_cell(value: Any) -> str:
-    """A CSV cell: numbers whole, true/false, lists as [a,b], missing values empty."""
+    """A CSV cell: numbers whole, true/false, lists as [a,b] (as a where term spells them),
+    missing values empty."""
     value = _plain(value)
-    if is_missing(value):
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(map(str, value)) + "]"
-    return str(value)
+    return "" if is_missing(value) else text(value)
 
 
 def json_value(value: Any) -> Any:

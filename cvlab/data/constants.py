@@ -21,6 +21,11 @@ DATASET_NAMES = (AUTO, *IMAGE_DATASETS, *CAPTION_DATASETS)
 NULL, START, END, UNK = "<NULL>", "<START>", "<END>", "<UNK>"
 SPECIAL_TOKENS = (NULL, START, END, UNK)
 
+
+def caption_words(caption: str) -> str:
+    """A caption's words without <START>, <END> and <NULL> (what a reader compares and reads)."""
+    return " ".join(word for word in caption.split() if word not in (START, END, NULL))
+
 CIFAR10_CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
                        "dog", "frog", "horse", "ship", "truck")
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)

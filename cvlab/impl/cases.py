@@ -31,6 +31,7 @@ import numpy as np
 
 from cvlab.checks import ANALYTIC_TOLERANCE, CheckRow, compare_gradients
 from cvlab.impl.course import COURSE
+from cvlab.vocab import NUMPY_RULES
 
 # Two float64 computations of the same forward pass differ by rounding (other formulas, other
 # summation orders: ~1e-16..1e-14 in norm); a wrong one moves the output by 1e-3 or more.
@@ -237,7 +238,7 @@ CASES: dict[str, Callable[[np.random.RandomState], list[Case]]] = {
     "spatial_batchnorm": _spatial_batchnorm, "spatial_groupnorm": _spatial_groupnorm,
     **{unit: (lambda rng, unit=unit: _sandwiches(rng, unit))
        for unit in ("affine_relu", "conv_relu", "conv_relu_pool", "conv_bn_relu")},
-    **{rule: _update_rule(rule) for rule in ("sgd", "sgd_momentum", "rmsprop", "adam")},
+    **{rule: _update_rule(rule) for rule in NUMPY_RULES},
     **{unit: (lambda rng, unit=unit: _recurrent(rng, unit))
        for unit in ("rnn_step", "rnn", "lstm_step", "lstm", "word_embedding", "temporal_affine",
                     "temporal_softmax")},
@@ -292,7 +293,7 @@ def named_outputs(case: Case, result: Any) -> dict[str, Any]:
         return {"out": result[0]}
     if case.function.endswith("_loss") and returns == 2:
         return {"loss": result[0], "dx": result[1]}
-    if case.function in ("sgd", "sgd_momentum", "rmsprop", "adam"):
+    if case.function in NUMPY_RULES:
         next_w, config = result
         return {"next_w": next_w, **{f"config[{k!r}]": v for k, v in (config or {}).items()}}
     values = result if isinstance(result, tuple) else (result,)

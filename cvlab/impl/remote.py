@@ -35,6 +35,7 @@ import numpy as np
 
 from cvlab.impl.course import COURSE, TORCH_MODULES, Layout
 from cvlab.impl.worker import ImplFailure, Worker
+from cvlab.vocab import NUMPY_RULES
 
 GIB = 1 << 30
 
@@ -139,7 +140,7 @@ def reference(name: str) -> Any:
     """cvlab's own object for a course name."""
     import cvlab.layers
 
-    if name in ("sgd", "sgd_momentum", "rmsprop", "adam"):
+    if name in NUMPY_RULES:
         from cvlab.train.optim import get_update_rule
 
         return get_update_rule(name)

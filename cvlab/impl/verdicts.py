@@ -32,6 +32,7 @@ from cvlab.impl.cases import CASES, SIDE_EFFECT, case_rows, numeric_case_rows
 from cvlab.impl.course import COURSE, TORCH_MODULES
 from cvlab.impl.remote import Implementation, RemoteModel, reference
 from cvlab.impl.worker import ImplFailure
+from cvlab.vocab import NUMPY_RULES
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ UNITS: tuple[Unit, ...] = (
     _layer("conv_relu", "conv_relu_forward", "conv_relu_backward"),
     _layer("conv_relu_pool", "conv_relu_pool_forward", "conv_relu_pool_backward"),
     _layer("conv_bn_relu", "conv_bn_relu_forward", "conv_bn_relu_backward"),
-    *(Unit(rule, (rule,), None) for rule in ("sgd", "sgd_momentum", "rmsprop", "adam")),
+    *(Unit(rule, (rule,), None) for rule in NUMPY_RULES),
     Unit("fc_net", ("FullyConnectedNet",), "fc_net", ("fc_net_initial_loss",)),
     Unit("cnn", ("ThreeLayerConvNet",), "cnn", ("cnn_initial_loss",)),
     _layer("rnn_step", "rnn_step_forward"), _layer("rnn", "rnn_forward"),

@@ -10,15 +10,15 @@ cvlab.train.caption_solver at the end of training) and draws:
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cvlab.data.constants import END, NULL, START
+from cvlab.data.constants import caption_words
 from cvlab.plot.style import figure, pyplot, save
+from cvlab.records.files import RecordError
 from cvlab.records.reader import RunFolder
 
 MAX_PER_SPLIT = 6
@@ -77,8 +77,8 @@ def _panel(ax: Any, sample: dict[str, Any], split: str) -> None:
         url = sample.get("url", "")
         ax.text(0.5, 0.55, "image not stored locally:\n" + "\n".join(textwrap.wrap(url, wrap)),
                 ha="center", va="center", fontsize=7, color="dimgray", transform=ax.transAxes)
-    generated = _clean(sample.get("generated", ""))
-    refs = [_clean(r) for r in sample.get("references", [])][:3]
+    generated = caption_words(sample.get("generated", ""))
+    refs = [caption_words(r) for r in sample.get("references", [])][:3]
     lines = [f"{split}: " + "\n".join(textwrap.wrap(generated, wrap))]
     lines += ["\n".join(textwrap.wrap("ref: " + r, wrap)) for r in refs]
     ax.set_title(lines[0], fontsize=8, fontweight="bold", loc="left")
@@ -86,19 +86,12 @@ def _panel(ax: Any, sample: dict[str, Any], split: str) -> None:
             transform=ax.transAxes)
 
 
-def _clean(caption: str) -> str:
-    return " ".join(w for w in caption.split() if w not in (START, END, NULL))
-
-
 def plot_gallery(run_dir: Path, out_dir: Path) -> Path | None:
-    path = run_dir / "samples.json"
-    if not path.is_file():
-        return None
     try:
-        samples = json.loads(path.read_text())
-    except ValueError:
+        samples = RunFolder(run_dir).samples()
+    except RecordError:
         return None
-    splits = {k: v[:MAX_PER_SPLIT] for k, v in samples.get("splits", {}).items() if v}
+    splits = {k: v[:MAX_PER_SPLIT] for k, v in samples.items() if v}
     if not splits:
         return None
     ncols = max(len(v) for v in splits.values())

@@ -37,6 +37,7 @@ from cvlab.records.files import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
     METRICS_NAME,
+    SAMPLES_NAME,
     SUMMARY_NAME,
     WEIGHT_FILES,
     RecordError,
@@ -127,6 +128,25 @@ class RunFolder:
         if summary.status == "running" and not process_alive(summary.pid, summary.host):
             summary.status = "stopped"
         return summary
+
+    # ---- samples.json --------------------------------------------------------------------
+
+    def samples(self) -> dict[str, list[dict[str, Any]]]:
+        """samples.json (captioning runs): split -> [{"generated", "references", ...}]; {} when
+        the folder has none; RecordError when it cannot be read or is not such a mapping."""
+        path = self.path / SAMPLES_NAME
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+            raise RecordError(f"{path} cannot be read ({error_line(err)})") from None
+        splits = data.get("splits") if isinstance(data, dict) else None
+        if not isinstance(splits, dict) or not all(
+                isinstance(items, list) and all(isinstance(item, dict) for item in items)
+                for items in splits.values()):
+            raise RecordError(f"{path} is not a samples file (splits of caption records)")
+        return splits
 
     # ---- metrics.csv ---------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from cvlab.data.constants import caption_words
+from cvlab.records.reader import RunFolder
 from cvlab.reproduce.measures import MeasureContext, Measured, measure
 
 log = logging.getLogger(__name__)
@@ -262,28 +264,20 @@ def filters_shape(context: MeasureContext, run: str, figure: str | None = None) 
                     detail=f"filters of {record.path.name}")
 
 
-def _words(caption: str) -> str:
-    return " ".join(w for w in caption.split() if w not in ("<START>", "<END>", "<NULL>"))
-
-
 @measure("caption_samples_match")
 def caption_samples_match(context: MeasureContext, run: str, split: str = "train",
                           figure: str | None = None) -> Measured:
     """The fraction of the run's sample captions (samples.json) of `split` whose generated
     caption equals one of its references (special tokens left out). A float."""
-    import json
-
     try:
         record = one_run(context, run)
     except NoRuns as err:
         return err.measured()
-    samples_file = record.path / "samples.json"
-    if not samples_file.is_file():
-        return Measured(None, detail=f"{record.path} has no samples.json")
-    samples = json.loads(samples_file.read_text()).get("splits", {}).get(split, [])
+    samples = RunFolder(record.path).samples().get(split, [])
     if not samples:
-        return Measured(None, detail=f"samples.json has no {split} captions")
-    hits = [_words(s["generated"]) in {_words(r) for r in s["references"]} for s in samples]
+        return Measured(None, detail=f"{record.path} has no {split} captions in samples.json")
+    hits = [caption_words(s["generated"]) in {caption_words(r) for r in s["references"]}
+            for s in samples]
 
     def make(path: Path) -> Path | None:
         from cvlab.plot.captioning import plot_gallery
@@ -291,6 +285,6 @@ def caption_samples_match(context: MeasureContext, run: str, split: str = "train
         return plot_gallery(record.path, path.parent)
 
     drawn = figure_once(context, figure, make)
-    example = _words(samples[0]["generated"])
+    example = caption_words(samples[0]["generated"])
     return Measured(float(np.mean(hits)), figure=drawn,
                     detail=f"{sum(hits)} of {len(hits)} {split} samples; e.g. '{example}'")
