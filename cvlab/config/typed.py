@@ -168,7 +168,7 @@ def check_train(cfg: TrainConfig) -> None:
     defaults = _defaults()
     for key in family.unused_fields:
         value, default = _value(cfg, defaults, key)
-        if value != default and not (key == "device.name" and value == "cpu"):
+        if value != default:
             raise ConfigError(key, value, f"{family.words} (model.type={spec.name}) do not use "
                               f"it; leave it at {default!r}")
     if cfg.dataset.name != AUTO and cfg.dataset.name not in family.datasets:

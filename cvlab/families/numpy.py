@@ -36,9 +36,12 @@ class NumpyFamily(Family):
     name = "numpy"
     words = "numpy models"
     datasets = IMAGE_DATASETS
-    unused_fields = (*TORCH_ONLY, "device.name")
+    unused_fields = TORCH_ONLY
 
     def check(self, cfg: TrainConfig) -> None:
+        if cfg.device.name not in ("auto", "cpu"):  # numpy runs on the CPU: cpu is no change
+            raise ConfigError("device.name", cfg.device.name, f"{self.words} (model.type="
+                              f"{cfg.model.type}) do not use it; leave it at 'auto'")
         if cfg.optimizer.name not in NUMPY_RULES:
             raise ConfigError("optimizer.name", cfg.optimizer.name, "numpy models update with "
                               f"one of {', '.join(NUMPY_RULES)} ({cfg.optimizer.name} is for "

@@ -30,6 +30,7 @@ from cvlab.models.captioning import CaptioningConfig
 from cvlab.models.cnn import ThreeLayerConvNetConfig
 from cvlab.models.fc_net import FullyConnectedNetConfig, without_normalization
 from cvlab.models.registry import ModelSpec, register
+from cvlab.validation import ConfigError
 
 CLASS_OF = {"impl_fc_net": "FullyConnectedNet", "impl_cnn": "ThreeLayerConvNet",
             "impl_captioning": "CaptioningRNN"}
@@ -69,11 +70,14 @@ class ImplCaptioningFamily(CaptioningFamily):
     """The captioning family on the CPU (the course's CaptioningRNN makes its tensors there),
     whose preflight also finds the student's folder and class file."""
 
-    def preflight(self, cfg: TrainConfig, model: ModelConfig) -> None:
+    def check(self, cfg: TrainConfig) -> None:
+        super().check(cfg)
         if cfg.device.name not in ("auto", "cpu"):
-            raise UserError(f"device.name={cfg.device.name}: model.type={model.type} trains "
-                            "your CaptioningRNN on the CPU, as the course's solver does; use "
-                            "device.name=cpu (or auto)")
+            raise ConfigError("device.name", cfg.device.name, f"model.type={cfg.model.type} "
+                              "trains your CaptioningRNN on the CPU, as the course's solver "
+                              "does; use device.name=cpu (or auto)")
+
+    def preflight(self, cfg: TrainConfig, model: ModelConfig) -> None:
         check_folder(model)
 
     def prepare(self, cfg: TrainConfig, model: ModelConfig, build: Build,
